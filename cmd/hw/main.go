@@ -1,0 +1,129 @@
+// Command hw is a Kubernetes distribution in one binary.
+//
+// Under the name kubectl or ctr (a symlink), hw runs that tool instead.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/containerd/containerd/v2/cmd/ctr/app"
+	urfave "github.com/urfave/cli/v2"
+	kubecli "k8s.io/component-base/cli"
+	"k8s.io/klog/v2"
+	kubectlcmd "k8s.io/kubectl/pkg/cmd"
+	"k8s.io/kubectl/pkg/cmd/util"
+
+	"github.com/hw-k8s/hw/pkg/boot"
+	"github.com/hw-k8s/hw/pkg/cli"
+	"github.com/hw-k8s/hw/pkg/config"
+	"github.com/hw-k8s/hw/pkg/logging"
+	"github.com/hw-k8s/hw/pkg/version"
+)
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(args []string) int {
+	switch filepath.Base(args[0]) {
+	case "kubectl":
+		return exitCode(kubectl(args))
+	case "ctr":
+		return exitCode(ctr(args))
+	}
+	urfave.VersionPrinter = func(*urfave.Context) { fmt.Println(version.String()) }
+	app := cli.NewApp(cli.Actions{
+		Server:  server,
+		Agent:   agent,
+		Kubectl: kubectl,
+		Ctr:     ctr,
+	})
+	if err := app.Run(args); err != nil {
+		fmt.Fprintf(os.Stderr, "hw: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func exitCode(err error) int {
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "hw: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// server runs the control plane until SIGINT or SIGTERM. A second signal
+// exits at once.
+func server(ctx context.Context, cfg *config.Server) error {
+	verbosity := 0
+	if cfg.Debug {
+		verbosity = 2
+	}
+	logging.Setup(os.Stderr, verbosity)
+	ctx, stop := signalContext(ctx)
+	defer stop()
+	ctx = klog.NewContext(ctx, klog.Background().WithName("hw"))
+	klog.FromContext(ctx).Info("Starting hw server", "version", version.Version, "kubernetes", version.Kubernetes,
+		"node", cfg.NodeName, "nodeIP", cfg.NodeIP.String(), "dataDir", cfg.DataDir)
+	return boot.Server(ctx, cfg)
+}
+
+func agent(ctx context.Context, c *urfave.Context) error {
+	return errors.New("hw agent: joining a server is not available in this build yet")
+}
+
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		klog.Background().WithName("hw").Info("Shutting down; send the signal again to exit at once", "signal", s.String())
+		cancel()
+		<-sigs
+		os.Exit(1)
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
+}
+
+// kubectl runs the embedded kubectl. Without KUBECONFIG or ~/.kube/config it
+// uses hw's admin kubeconfig, as k3s does.
+func kubectl(args []string) error {
+	if os.Getenv("KUBECONFIG") == "" {
+		home, _ := os.UserHomeDir()
+		if _, err := os.Stat(filepath.Join(home, ".kube", "config")); err != nil {
+			if _, err := os.Stat(config.DefaultKubeconfigPath); err == nil {
+				os.Setenv("KUBECONFIG", config.DefaultKubeconfigPath)
+			}
+		}
+	}
+	streams := kubectlcmd.KubectlOptions{Arguments: args}
+	streams.In, streams.Out, streams.ErrOut = os.Stdin, os.Stdout, os.Stderr
+	streams.PluginHandler = kubectlcmd.NewDefaultPluginHandler([]string{"kubectl"})
+	cmd := kubectlcmd.NewDefaultKubectlCommandWithArgs(streams)
+	cmd.SetArgs(args[1:])
+	if err := kubecli.RunNoErrOutput(cmd); err != nil {
+		util.CheckErr(err) // prints kubectl's own message and exits non-zero
+	}
+	return nil
+}
+
+// ctr runs containerd's ctr against hw's containerd and Kubernetes' namespace.
+func ctr(args []string) error {
+	setDefaultEnv("CONTAINERD_ADDRESS", filepath.Join(config.DefaultRuntimeDir, "containerd", "containerd.sock"))
+	setDefaultEnv("CONTAINERD_NAMESPACE", "k8s.io")
+	return app.New().Run(args)
+}
+
+func setDefaultEnv(key, value string) {
+	if os.Getenv(key) == "" {
+		os.Setenv(key, value)
+	}
+}

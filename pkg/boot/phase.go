@@ -1,0 +1,39 @@
+// Package boot holds the start-up sequences of `hw server` and `hw agent`:
+// named steps run in order, then the components, each waited for until ready.
+package boot
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/klog/v2"
+)
+
+// Phase is one named step of a boot sequence.
+type Phase struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// runPhases runs each phase in order and stops at the first error, which is
+// returned as is: phases write errors a user can act on.
+func runPhases(ctx context.Context, phases []Phase) error {
+	log := klog.FromContext(ctx)
+	for _, p := range phases {
+		begin := time.Now()
+		if err := p.Run(ctx); err != nil {
+			return err
+		}
+		log.V(1).Info("Phase done", "phase", p.Name, "took", time.Since(begin).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// names lists the phases' names, in order; used by tests and --debug output.
+func names(phases []Phase) []string {
+	out := make([]string, len(phases))
+	for i, p := range phases {
+		out[i] = p.Name
+	}
+	return out
+}

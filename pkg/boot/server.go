@@ -1,0 +1,226 @@
+package boot
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/hw-k8s/hw/pkg/component/apiserver"
+	"github.com/hw-k8s/hw/pkg/component/controllermanager"
+	"github.com/hw-k8s/hw/pkg/component/etcd"
+	"github.com/hw-k8s/hw/pkg/component/scheduler"
+	"github.com/hw-k8s/hw/pkg/config"
+	"github.com/hw-k8s/hw/pkg/lifecycle"
+	"github.com/hw-k8s/hw/pkg/pki"
+	"github.com/hw-k8s/hw/pkg/preflight"
+	"github.com/hw-k8s/hw/pkg/token"
+)
+
+// server is the state one `hw server` run builds up as its phases go.
+type server struct {
+	cfg   *config.Server
+	paths config.Paths
+	pki   *pki.ServerPKI
+	files apiserver.Files
+	token token.Token
+	// hostname goes into the serving certificate's SANs.
+	hostname string
+}
+
+// Server runs `hw server` until ctx is cancelled or a component fails.
+//
+// The sequence: check the host, make or load the PKI, write kubeconfigs and
+// the apiserver's files, the join token; then start etcd, kube-apiserver,
+// kube-controller-manager and kube-scheduler, each waited for until ready.
+func Server(ctx context.Context, cfg *config.Server) error {
+	log := klog.FromContext(ctx)
+	begin := time.Now()
+	s := &server{cfg: cfg, paths: cfg.Paths()}
+	s.hostname, _ = os.Hostname()
+
+	if err := runPhases(ctx, []Phase{
+		{"preflight", s.preflight},
+		{"pki", s.ensurePKI},
+		{"kubeconfigs", s.writeKubeconfigs},
+		{"apiserver-files", s.writeAPIServerFiles},
+		{"token", s.ensureToken},
+	}); err != nil {
+		return err
+	}
+
+	m := lifecycle.NewManager()
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		m.Stop(klog.NewContext(stopCtx, log))
+	}()
+	for _, c := range s.components() {
+		if err := m.Start(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				log.Info("Shutdown requested during start-up", "component", c.Name())
+				return nil
+			}
+			return err
+		}
+	}
+	log.Info("Control plane ready", "took", time.Since(begin).Round(time.Millisecond),
+		"kubeconfig", cfg.WriteKubeconfig, "try", "hw kubectl get --raw /readyz")
+	return m.Wait(ctx)
+}
+
+func (s *server) preflight(ctx context.Context) error {
+	if err := preflight.CheckWritableDir(s.cfg.DataDir, "--data-dir"); err != nil {
+		return err
+	}
+	return preflight.CheckPorts([]preflight.Port{
+		{Host: s.cfg.BindAddress.String(), Number: s.cfg.HTTPSPort, Component: "kube-apiserver", Flag: "--https-listen-port"},
+		{Host: "127.0.0.1", Number: config.EtcdClientPort, Component: "etcd clients"},
+		{Host: s.cfg.NodeIP.String(), Number: config.EtcdPeerPort, Component: "etcd peers"},
+		{Host: "127.0.0.1", Number: config.ControllerManagerPort, Component: "kube-controller-manager"},
+		{Host: "127.0.0.1", Number: config.SchedulerPort, Component: "kube-scheduler"},
+	})
+}
+
+func (s *server) ensurePKI(ctx context.Context) error {
+	p, err := pki.EnsureServer(s.paths.TLS, pki.ServerNames{
+		NodeName:       s.cfg.NodeName,
+		Hostname:       s.hostname,
+		NodeIP:         s.cfg.NodeIP,
+		AdvertiseIP:    s.cfg.AdvertiseAddress,
+		FirstServiceIP: s.cfg.FirstServiceIP(),
+		ClusterDomain:  s.cfg.ClusterDomain,
+		ExtraSANs:      s.cfg.TLSSANs,
+	}, time.Now())
+	if err != nil {
+		return err
+	}
+	s.pki = p
+	log := klog.FromContext(ctx)
+	if issued := p.Issued(); len(issued) > 0 {
+		log.Info("Issued certificates", "count", len(issued), "dir", s.paths.TLS)
+		log.V(1).Info("Issued certificates", "files", issued)
+	} else {
+		log.Info("Using existing certificates", "dir", s.paths.TLS)
+	}
+	return nil
+}
+
+func (s *server) writeKubeconfigs(ctx context.Context) error {
+	url := s.cfg.APIServerURL()
+	for _, k := range []struct {
+		name string
+		user *pki.Leaf
+	}{
+		{"admin", s.pki.Admin},
+		{"controller", s.pki.ControllerManager},
+		{"scheduler", s.pki.Scheduler},
+	} {
+		if err := pki.WriteKubeconfig(s.kubeconfig(k.name), url, s.pki.ServerCA, k.user, 0o600); err != nil {
+			return fmt.Errorf("writing %s kubeconfig: %w", k.name, err)
+		}
+	}
+	if s.cfg.WriteKubeconfig == "" {
+		return nil
+	}
+	// The user's copy points at the port on loopback too: it is for this machine.
+	if err := pki.WriteKubeconfig(s.cfg.WriteKubeconfig, url, s.pki.ServerCA, s.pki.Admin, s.cfg.WriteKubeconfigMode); err != nil {
+		return fmt.Errorf("cannot write the admin kubeconfig to %s (--write-kubeconfig): %w", s.cfg.WriteKubeconfig, err)
+	}
+	return nil
+}
+
+func (s *server) kubeconfig(name string) string {
+	return filepath.Join(s.paths.Cred, name+".kubeconfig")
+}
+
+func (s *server) writeAPIServerFiles(ctx context.Context) error {
+	files, err := apiserver.EnsureFiles(s.paths.Settings, s.paths.Cred)
+	s.files = files
+	return err
+}
+
+func (s *server) ensureToken(ctx context.Context) error {
+	t, err := token.EnsureServerToken(s.paths.Token, s.pki.ServerCA.CertPEM(), s.cfg.Token)
+	s.token = t
+	return err
+}
+
+// components lists the control plane in start order.
+func (s *server) components() []lifecycle.Component {
+	cfg, p := s.cfg, s.pki
+	etcdURL := fmt.Sprintf("https://127.0.0.1:%d", config.EtcdClientPort)
+	advertise := cfg.AdvertiseAddress
+	if advertise == nil {
+		advertise = cfg.NodeIP
+	}
+	return []lifecycle.Component{
+		etcd.New(etcd.Config{
+			Name:       cfg.NodeName,
+			DataDir:    s.paths.Etcd,
+			ClientURL:  etcdURL,
+			PeerURL:    fmt.Sprintf("https://%s", net.JoinHostPort(cfg.NodeIP.String(), fmt.Sprint(config.EtcdPeerPort))),
+			ServerCA:   p.EtcdServerCA.CertFile,
+			ServerCert: p.EtcdServer.CertFile,
+			ServerKey:  p.EtcdServer.KeyFile,
+			PeerCA:     p.EtcdPeerCA.CertFile,
+			PeerCert:   p.EtcdPeer.CertFile,
+			PeerKey:    p.EtcdPeer.KeyFile,
+			ExtraArgs:  cfg.ExtraArgs.Etcd,
+			Debug:      cfg.Debug,
+		}),
+		apiserver.New(apiserver.Config{
+			AdvertiseIP:          advertise,
+			BindAddress:          cfg.BindAddress,
+			Port:                 cfg.HTTPSPort,
+			ServiceCIDR:          cfg.ServiceCIDR.String(),
+			ClusterDomain:        cfg.ClusterDomain,
+			EtcdURL:              etcdURL,
+			EtcdCA:               p.EtcdServerCA.CertFile,
+			EtcdCert:             p.EtcdClient.CertFile,
+			EtcdKey:              p.EtcdClient.KeyFile,
+			ClientCA:             p.ClientCA.CertFile,
+			ServingCert:          p.APIServerServing.CertFile,
+			ServingKey:           p.APIServerServing.KeyFile,
+			KubeletClientCert:    p.APIServerKubeletClient.CertFile,
+			KubeletClientKey:     p.APIServerKubeletClient.KeyFile,
+			KubeletCA:            p.ServerCA.CertFile,
+			ServiceAccountKey:    p.ServiceAccountKey,
+			ServiceAccountPub:    p.ServiceAccountPub,
+			RequestHeaderCA:      p.RequestHeaderCA.CertFile,
+			ProxyClientCert:      p.FrontProxyClient.CertFile,
+			ProxyClientKey:       p.FrontProxyClient.KeyFile,
+			EncryptionConfig:     s.files.EncryptionConfig,
+			AuthenticationConfig: s.files.AuthenticationConfig,
+			AuditPolicy:          s.files.AuditPolicy,
+			AuditLog:             filepath.Join(s.paths.Logs, "audit.log"),
+			CertDir:              filepath.Join(s.paths.TLS, "temporary-certs"),
+			ProbeCA:              p.ServerCA.CertFile,
+			ProbeCert:            p.Admin.CertFile,
+			ProbeKey:             p.Admin.KeyFile,
+			ExtraArgs:            cfg.ExtraArgs.APIServer,
+		}),
+		controllermanager.New(controllermanager.Config{
+			Kubeconfig:        s.kubeconfig("controller"),
+			ClusterCIDR:       cfg.ClusterCIDR.String(),
+			ServiceCIDR:       cfg.ServiceCIDR.String(),
+			NodeCIDRMaskSize:  cfg.NodeCIDRMaskSize(),
+			ClientCA:          p.ClientCA.CertFile,
+			ClientCAKey:       p.ClientCA.KeyFile,
+			ServerCA:          p.ServerCA.CertFile,
+			ServerCAKey:       p.ServerCA.KeyFile,
+			ServiceAccountKey: p.ServiceAccountKey,
+			Port:              config.ControllerManagerPort,
+			ExtraArgs:         cfg.ExtraArgs.ControllerManager,
+		}),
+		scheduler.New(scheduler.Config{
+			Kubeconfig: s.kubeconfig("scheduler"),
+			Port:       config.SchedulerPort,
+			ExtraArgs:  cfg.ExtraArgs.Scheduler,
+		}),
+	}
+}

@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hw-k8s/hw/pkg/config"
+	"github.com/hw-k8s/hw/pkg/hostinfo"
+	"github.com/hw-k8s/hw/pkg/version"
+)
+
+// Actions are what the commands do once their input is parsed; cmd/hw
+// injects them, so this package can be tested without starting anything.
+type Actions struct {
+	Server  func(ctx context.Context, cfg *config.Server) error
+	Agent   func(ctx context.Context, c *cli.Context) error
+	Kubectl func(args []string) error
+	Ctr     func(args []string) error
+}
+
+// NewApp builds the `hw` command.
+func NewApp(a Actions) *cli.App {
+	app := &cli.App{
+		Name:                 "hw",
+		Usage:                "Kubernetes in one binary",
+		Version:              version.Version,
+		HideHelpCommand:      true,
+		EnableBashCompletion: false,
+		OnUsageError:         usageError,
+		Commands: []*cli.Command{
+			{
+				Name:         "server",
+				Usage:        "run a control plane (and, once the node components land, a node)",
+				Flags:        serverFlags(),
+				OnUsageError: usageError,
+				Before:       loadConfigFile,
+				Action: func(c *cli.Context) error {
+					cfg, err := ServerConfig(c)
+					if err != nil {
+						return err
+					}
+					return a.Server(c.Context, cfg)
+				},
+			},
+			{
+				Name:         "agent",
+				Usage:        "run a node that joins a server",
+				Flags:        agentFlags(),
+				OnUsageError: usageError,
+				Before:       loadConfigFile,
+				Action:       func(c *cli.Context) error { return a.Agent(c.Context, c) },
+			},
+			{
+				Name:            "kubectl",
+				Usage:           "run kubectl against this cluster (default kubeconfig: " + config.DefaultKubeconfigPath + ")",
+				SkipFlagParsing: true,
+				Action:          func(c *cli.Context) error { return a.Kubectl(append([]string{"kubectl"}, c.Args().Slice()...)) },
+			},
+			{
+				Name:            "ctr",
+				Usage:           "run containerd's ctr against hw's containerd",
+				SkipFlagParsing: true,
+				Action:          func(c *cli.Context) error { return a.Ctr(append([]string{"ctr"}, c.Args().Slice()...)) },
+			},
+		},
+	}
+	return app
+}
+
+// usageError turns urfave's "flag provided but not defined: -x" into one
+// line that names the flag and where to look.
+func usageError(c *cli.Context, err error, _ bool) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		msg = "unknown flag --" + strings.TrimLeft(name, "-")
+	}
+	cmd := "hw"
+	if c.Command != nil && c.Command.Name != "" {
+		cmd += " " + c.Command.Name
+	}
+	return fmt.Errorf("%s; run '%s --help' for the list of flags", msg, cmd)
+}
+
+func loadConfigFile(c *cli.Context) error {
+	return applyConfigFile(c, c.String(flagConfig), c.IsSet(flagConfig))
+}
+
+// ServerConfig turns the parsed flags into a validated config.Server,
+// detecting the node name and IP where they were not given.
+func ServerConfig(c *cli.Context) (*config.Server, error) {
+	s := &config.Server{
+		DataDir:         c.String(flagDataDir),
+		Token:           c.String(flagToken),
+		NodeName:        c.String(flagNodeName),
+		HTTPSPort:       c.Int(flagHTTPSPort),
+		TLSSANs:         c.StringSlice(flagTLSSAN),
+		ClusterDomain:   c.String(flagClusterDomain),
+		WriteKubeconfig: c.String(flagWriteKubeconfig),
+		Disable:         c.StringSlice(flagDisable),
+		Debug:           c.Bool(flagDebug),
+		ExtraArgs: config.ExtraArgs{
+			APIServer:         c.StringSlice(flagAPIServerArg),
+			ControllerManager: c.StringSlice(flagControllerArg),
+			Scheduler:         c.StringSlice(flagSchedulerArg),
+			Etcd:              c.StringSlice(flagEtcdArg),
+			Kubelet:           c.StringSlice(flagKubeletArg),
+			KubeProxy:         c.StringSlice(flagKubeProxyArg),
+		},
+	}
+	var err error
+	if s.BindAddress, err = parseIP(c, flagBindAddress); err != nil {
+		return nil, err
+	}
+	if s.AdvertiseAddress, err = parseIP(c, flagAdvertiseAddress); err != nil {
+		return nil, err
+	}
+	if s.NodeIP, err = parseIP(c, flagNodeIP); err != nil {
+		return nil, err
+	}
+	if s.ClusterDNS, err = parseIP(c, flagClusterDNS); err != nil {
+		return nil, err
+	}
+	if s.ClusterCIDR, err = parseCIDR(c, flagClusterCIDR); err != nil {
+		return nil, err
+	}
+	if s.ServiceCIDR, err = parseCIDR(c, flagServiceCIDR); err != nil {
+		return nil, err
+	}
+	mode, err := strconv.ParseUint(c.String(flagWriteKubeconfigMode), 8, 32)
+	if err != nil || mode > 0o777 {
+		return nil, fmt.Errorf("--%s %q is not an octal file mode (example: 0644)", flagWriteKubeconfigMode, c.String(flagWriteKubeconfigMode))
+	}
+	s.WriteKubeconfigMode = os.FileMode(mode)
+	if s.NodeName == "" {
+		if s.NodeName, err = hostinfo.NodeName(); err != nil {
+			return nil, err
+		}
+	}
+	if s.NodeIP == nil {
+		if s.NodeIP, err = hostinfo.NodeIP(); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func parseIP(c *cli.Context, name string) (net.IP, error) {
+	v := c.String(name)
+	if v == "" {
+		return nil, nil
+	}
+	ip := net.ParseIP(v)
+	if ip == nil {
+		return nil, fmt.Errorf("--%s %q is not an IP address", name, v)
+	}
+	if v4 := ip.To4(); v4 != nil {
+		return v4, nil
+	}
+	return ip, nil
+}
+
+func parseCIDR(c *cli.Context, name string) (*net.IPNet, error) {
+	v := c.String(name)
+	ip, n, err := net.ParseCIDR(v)
+	if err != nil {
+		return nil, fmt.Errorf("--%s %q is not a CIDR (example: 10.42.0.0/16)", name, v)
+	}
+	if !ip.Equal(n.IP) {
+		return nil, fmt.Errorf("--%s %q has host bits set; did you mean %s?", name, v, n)
+	}
+	return n, nil
+}

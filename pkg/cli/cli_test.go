@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hw-k8s/hw/pkg/config"
+)
+
+// runServer parses args as `hw server` would and returns the config the
+// server action received.
+func runServer(t *testing.T, args ...string) (*config.Server, error) {
+	t.Helper()
+	var got *config.Server
+	app := NewApp(Actions{Server: func(_ context.Context, cfg *config.Server) error {
+		got = cfg
+		return nil
+	}})
+	err := app.Run(append([]string{"hw", "server", "--node-ip", "192.0.2.1", "--node-name", "n1"}, args...))
+	return got, err
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := runServer(t, "--config", writeFile(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/var/lib/hw" || cfg.HTTPSPort != 6443 || cfg.ClusterCIDR.String() != "10.42.0.0/16" ||
+		cfg.ServiceCIDR.String() != "10.43.0.0/16" || cfg.ClusterDNS.String() != "10.43.0.10" ||
+		cfg.ClusterDomain != "cluster.local" || cfg.WriteKubeconfig != "/etc/hw/hw.yaml" || cfg.WriteKubeconfigMode != 0o600 {
+		t.Errorf("unexpected defaults: %+v", cfg)
+	}
+}
+
+func TestPrecedenceDefaultFileEnvFlag(t *testing.T) {
+	file := writeFile(t, strings.Join([]string{
+		"https-listen-port: 7443",     // file only: file beats default
+		"cluster-domain: file.local",  // file and env: env wins
+		"data-dir: /from/file",        // file, env and flag: flag wins
+		`write-kubeconfig-mode: 0644`, // octal kept as written
+		"tls-san: [a.example, b.example]",
+		"kube-apiserver-arg:",
+		"- v=2",
+	}, "\n"))
+	t.Setenv("HW_CONFIG_FILE", file)
+	t.Setenv("HW_DATA_DIR", "/from/env")
+	t.Setenv("HW_KUBECONFIG_OUTPUT", "/from/env/hw.yaml")
+	cfg, err := runServer(t, "--data-dir", "/from/flag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPSPort != 7443 {
+		t.Errorf("https-listen-port = %d, want 7443 from the file", cfg.HTTPSPort)
+	}
+	if cfg.DataDir != "/from/flag" {
+		t.Errorf("data-dir = %q, want the flag's value", cfg.DataDir)
+	}
+	if cfg.WriteKubeconfig != "/from/env/hw.yaml" {
+		t.Errorf("write-kubeconfig = %q, want the environment's value", cfg.WriteKubeconfig)
+	}
+	if cfg.ClusterDomain != "file.local" {
+		t.Errorf("cluster-domain = %q, want file.local", cfg.ClusterDomain)
+	}
+	if cfg.WriteKubeconfigMode != 0o644 {
+		t.Errorf("write-kubeconfig-mode = %o, want 644", cfg.WriteKubeconfigMode)
+	}
+	if strings.Join(cfg.TLSSANs, ",") != "a.example,b.example" || strings.Join(cfg.ExtraArgs.APIServer, ",") != "v=2" {
+		t.Errorf("lists from the file: tls-san=%v kube-apiserver-arg=%v", cfg.TLSSANs, cfg.ExtraArgs.APIServer)
+	}
+}
+
+func TestEnvBeatsFile(t *testing.T) {
+	file := writeFile(t, "data-dir: /from/file\n")
+	t.Setenv("HW_DATA_DIR", "/from/env")
+	cfg, err := runServer(t, "--config", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/from/env" {
+		t.Errorf("data-dir = %q, want the environment's value", cfg.DataDir)
+	}
+}
+
+func TestBadInputIsOneClearLine(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"--no-such-flag"}, "unknown flag --no-such-flag"},
+		{"unknown config key", []string{"--config", writeFile(t, "node-ip: 1.2.3.4\nno-such-key: 1\n")}, `unknown key "no-such-key"`},
+		{"missing config file", []string{"--config", missing}, "cannot read config file " + missing},
+		{"malformed CIDR", []string{"--cluster-cidr", "10.42.0.0/33"}, `--cluster-cidr "10.42.0.0/33" is not a CIDR`},
+		{"overlapping ranges", []string{"--service-cidr", "10.42.0.0/16"}, "overlap"},
+		{"bad IP", []string{"--node-ip", "300.1.1.1"}, `--node-ip "300.1.1.1" is not an IP address`},
+		{"bad mode", []string{"--write-kubeconfig-mode", "rw"}, "not an octal file mode"},
+		{"bad passthrough", []string{"--kube-apiserver-arg", "novalue"}, "want KEY=VALUE"},
+		{"relative data dir", []string{"--data-dir", "rel/dir"}, "must be an absolute path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := runServer(t, tc.args...)
+			if err == nil {
+				t.Fatalf("no error for %v", tc.args)
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q: want one line containing %q", err, tc.want)
+			}
+		})
+	}
+}

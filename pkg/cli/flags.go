@@ -1,0 +1,85 @@
+// Package cli binds hw's command line, environment and config file onto
+// config.Server. The config file takes the same keys as the flags, so there
+// is one schema; precedence is default < config file < environment < flag.
+package cli
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/hw-k8s/hw/pkg/config"
+)
+
+// Flag names, shared by the flag definitions, the config file and toServer.
+const (
+	flagConfig              = "config"
+	flagDataDir             = "data-dir"
+	flagToken               = "token"
+	flagServer              = "server"
+	flagNodeName            = "node-name"
+	flagNodeIP              = "node-ip"
+	flagBindAddress         = "bind-address"
+	flagHTTPSPort           = "https-listen-port"
+	flagAdvertiseAddress    = "advertise-address"
+	flagTLSSAN              = "tls-san"
+	flagClusterCIDR         = "cluster-cidr"
+	flagServiceCIDR         = "service-cidr"
+	flagClusterDNS          = "cluster-dns"
+	flagClusterDomain       = "cluster-domain"
+	flagWriteKubeconfig     = "write-kubeconfig"
+	flagWriteKubeconfigMode = "write-kubeconfig-mode"
+	flagDisable             = "disable"
+	flagDebug               = "debug"
+	flagAPIServerArg        = "kube-apiserver-arg"
+	flagControllerArg       = "kube-controller-manager-arg"
+	flagSchedulerArg        = "kube-scheduler-arg"
+	flagEtcdArg             = "etcd-arg"
+	flagKubeletArg          = "kubelet-arg"
+	flagKubeProxyArg        = "kube-proxy-arg"
+)
+
+// commonFlags are shared by `hw server` and `hw agent`.
+func commonFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagConfig, Aliases: []string{"c"}, EnvVars: []string{"HW_CONFIG_FILE"}, Value: config.DefaultConfigFile,
+			Usage: "read flags from this YAML file (keys are flag names)"},
+		&cli.StringFlag{Name: flagDataDir, Aliases: []string{"d"}, EnvVars: []string{"HW_DATA_DIR"}, Value: config.DefaultDataDir,
+			Usage: "folder for hw's state: certificates, etcd, images"},
+		&cli.StringFlag{Name: flagNodeName, EnvVars: []string{"HW_NODE_NAME"}, Usage: "node name (default: the host name)"},
+		&cli.StringFlag{Name: flagNodeIP, Aliases: []string{"i"}, EnvVars: []string{"HW_NODE_IP"}, Usage: "IPv4 address of this node (default: address of the default-route interface)"},
+		&cli.BoolFlag{Name: flagDebug, EnvVars: []string{"HW_DEBUG"}, Usage: "log more: component arguments, phase timings, verbose component logs"},
+		&cli.StringSliceFlag{Name: flagKubeletArg, Usage: "extra KEY=VALUE argument for kubelet (repeatable)"},
+		&cli.StringSliceFlag{Name: flagKubeProxyArg, Usage: "extra KEY=VALUE argument for kube-proxy (repeatable)"},
+	}
+}
+
+// serverFlags are `hw server`'s flags.
+func serverFlags() []cli.Flag {
+	return append(commonFlags(),
+		&cli.StringFlag{Name: flagToken, Aliases: []string{"t"}, EnvVars: []string{"HW_TOKEN"}, Usage: "join secret (default: random, written to <data-dir>/server/token)"},
+		&cli.StringFlag{Name: flagBindAddress, Value: config.DefaultBindAddress, Usage: "address kube-apiserver listens on"},
+		&cli.IntFlag{Name: flagHTTPSPort, Value: config.DefaultHTTPSPort, Usage: "port kube-apiserver listens on"},
+		&cli.StringFlag{Name: flagAdvertiseAddress, Usage: "address kube-apiserver advertises to the cluster (default: --node-ip)"},
+		&cli.StringSliceFlag{Name: flagTLSSAN, Usage: "extra host name or IP for the apiserver's certificate (repeatable)"},
+		&cli.StringFlag{Name: flagClusterCIDR, Value: config.DefaultClusterCIDR, Usage: "pod network; each node gets a /24 of it"},
+		&cli.StringFlag{Name: flagServiceCIDR, Value: config.DefaultServiceCIDR, Usage: "Service ClusterIP range"},
+		&cli.StringFlag{Name: flagClusterDNS, Value: config.DefaultClusterDNS, Usage: "ClusterIP of the cluster DNS service"},
+		&cli.StringFlag{Name: flagClusterDomain, Value: config.DefaultClusterDomain, Usage: "cluster DNS domain"},
+		&cli.StringFlag{Name: flagWriteKubeconfig, Aliases: []string{"o"}, EnvVars: []string{"HW_KUBECONFIG_OUTPUT"}, Value: config.DefaultKubeconfigPath,
+			Usage: "write the admin kubeconfig here (empty: don't)"},
+		&cli.StringFlag{Name: flagWriteKubeconfigMode, EnvVars: []string{"HW_KUBECONFIG_MODE"}, Value: config.DefaultKubeconfigMode,
+			Usage: "file mode of the admin kubeconfig, octal"},
+		&cli.StringSliceFlag{Name: flagDisable, Usage: "do not deploy this packaged add-on (repeatable)"},
+		&cli.StringSliceFlag{Name: flagAPIServerArg, Usage: "extra KEY=VALUE argument for kube-apiserver (repeatable)"},
+		&cli.StringSliceFlag{Name: flagControllerArg, Usage: "extra KEY=VALUE argument for kube-controller-manager (repeatable)"},
+		&cli.StringSliceFlag{Name: flagSchedulerArg, Usage: "extra KEY=VALUE argument for kube-scheduler (repeatable)"},
+		&cli.StringSliceFlag{Name: flagEtcdArg, Usage: "extra KEY=VALUE setting for etcd (repeatable)"},
+	)
+}
+
+// agentFlags are `hw agent`'s flags.
+func agentFlags() []cli.Flag {
+	return append(commonFlags(),
+		&cli.StringFlag{Name: flagServer, Aliases: []string{"s"}, EnvVars: []string{"HW_URL"}, Usage: "server to join, https://HOST:6443"},
+		&cli.StringFlag{Name: flagToken, Aliases: []string{"t"}, EnvVars: []string{"HW_TOKEN"}, Usage: "join token, from <data-dir>/server/token on the server"},
+	)
+}

@@ -1,0 +1,55 @@
+// Package controllermanager runs kube-controller-manager inside the hw process.
+package controllermanager
+
+import (
+	"fmt"
+
+	"github.com/hw-k8s/hw/pkg/config"
+	"github.com/hw-k8s/hw/pkg/k8srun"
+	"github.com/hw-k8s/hw/pkg/lifecycle"
+)
+
+// Config is what kube-controller-manager needs.
+type Config struct {
+	Kubeconfig       string
+	ClusterCIDR      string
+	ServiceCIDR      string
+	NodeCIDRMaskSize int
+	// ClientCA signs client certificates (kubelet client CSRs); ServerCA signs
+	// serving certificates (kubelet serving CSRs) and is the root CA that pods
+	// get to verify the apiserver.
+	ClientCA, ClientCAKey string
+	ServerCA, ServerCAKey string
+	ServiceAccountKey     string
+	Port                  int
+	ExtraArgs             []string
+}
+
+// Args is kube-controller-manager's command line, with the user's overrides.
+func (c Config) Args() config.Args {
+	own := config.Args{
+		"controllers":                                     "*,tokencleaner,bootstrapsigner",
+		"use-service-account-credentials":                 "true",
+		"service-account-private-key-file":                c.ServiceAccountKey,
+		"root-ca-file":                                    c.ServerCA,
+		"allocate-node-cidrs":                             "true",
+		"cluster-cidr":                                    c.ClusterCIDR,
+		"service-cluster-ip-range":                        c.ServiceCIDR,
+		"node-cidr-mask-size":                             fmt.Sprint(c.NodeCIDRMaskSize),
+		"configure-cloud-routes":                          "false",
+		"cluster-signing-kube-apiserver-client-cert-file": c.ClientCA,
+		"cluster-signing-kube-apiserver-client-key-file":  c.ClientCAKey,
+		"cluster-signing-kubelet-client-cert-file":        c.ClientCA,
+		"cluster-signing-kubelet-client-key-file":         c.ClientCAKey,
+		"cluster-signing-kubelet-serving-cert-file":       c.ServerCA,
+		"cluster-signing-kubelet-serving-key-file":        c.ServerCAKey,
+		"cluster-signing-legacy-unknown-cert-file":        c.ServerCA,
+		"cluster-signing-legacy-unknown-key-file":         c.ServerCAKey,
+	}
+	return k8srun.LocalComponentArgs(c.Kubeconfig, c.Port).With(own).Merge(c.ExtraArgs)
+}
+
+// New returns the kube-controller-manager component; nothing runs until Start.
+func New(cfg Config) lifecycle.Component {
+	return k8srun.NewComponent("kube-controller-manager", cfg.Args().List(), k8srun.NewControllerManager, k8srun.LocalHealth(cfg.Port))
+}

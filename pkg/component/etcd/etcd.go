@@ -1,0 +1,218 @@
+// Package etcd runs etcd inside the hw process through etcd's embed package,
+// configured from a typed struct (no YAML round trip).
+package etcd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/hw-k8s/hw/pkg/config"
+	"github.com/hw-k8s/hw/pkg/lifecycle"
+	"github.com/hw-k8s/hw/pkg/logging"
+)
+
+// Config is what the etcd component needs to know.
+type Config struct {
+	Name    string
+	DataDir string
+	// ClientURL is where the apiserver connects; PeerURL where other members do.
+	ClientURL, PeerURL string
+	// Client-facing TLS: server certificate and the CA its clients must present.
+	ServerCA, ServerCert, ServerKey string
+	// Peer TLS.
+	PeerCA, PeerCert, PeerKey string
+	// ExtraArgs are the user's --etcd-arg KEY=VALUE settings.
+	ExtraArgs []string
+	Debug     bool
+}
+
+// managedFlags are set by hw from its own flags; overriding them through
+// --etcd-arg would break the cluster, so it is refused.
+var managedFlags = map[string]string{
+	"data-dir": "--data-dir", "name": "--node-name",
+	"listen-client-urls": "", "listen-peer-urls": "", "advertise-client-urls": "",
+	"initial-advertise-peer-urls": "", "initial-cluster": "", "initial-cluster-state": "",
+	"cert-file": "", "key-file": "", "trusted-ca-file": "", "client-cert-auth": "",
+	"peer-cert-file": "", "peer-key-file": "", "peer-trusted-ca-file": "", "peer-client-cert-auth": "",
+}
+
+// Etcd is the embedded etcd server.
+type Etcd struct {
+	cfg Config
+
+	mu     sync.Mutex
+	server *embed.Etcd
+	done   chan struct{}
+	err    error
+	once   sync.Once
+}
+
+var _ lifecycle.Component = (*Etcd)(nil)
+
+// New returns an etcd component; nothing runs until Start.
+func New(cfg Config) *Etcd { return &Etcd{cfg: cfg, done: make(chan struct{})} }
+
+func (e *Etcd) Name() string { return "etcd" }
+
+// EmbedConfig builds etcd's own configuration, applying --etcd-arg on top.
+func (e *Etcd) EmbedConfig() (*embed.Config, error) {
+	c := e.cfg
+	ec := embed.NewConfig()
+	ec.Name = c.Name
+	ec.Dir = c.DataDir
+	client, err := url.Parse(c.ClientURL)
+	if err != nil {
+		return nil, err
+	}
+	peer, err := url.Parse(c.PeerURL)
+	if err != nil {
+		return nil, err
+	}
+	ec.ListenClientUrls = []url.URL{*client}
+	ec.AdvertiseClientUrls = []url.URL{*client}
+	ec.ListenPeerUrls = []url.URL{*peer}
+	ec.AdvertisePeerUrls = []url.URL{*peer}
+	ec.InitialCluster = fmt.Sprintf("%s=%s", c.Name, peer)
+	ec.ClusterState = embed.ClusterStateFlagNew
+	ec.ClientTLSInfo.CertFile = c.ServerCert
+	ec.ClientTLSInfo.KeyFile = c.ServerKey
+	ec.ClientTLSInfo.TrustedCAFile = c.ServerCA
+	ec.ClientTLSInfo.ClientCertAuth = true
+	ec.PeerTLSInfo.CertFile = c.PeerCert
+	ec.PeerTLSInfo.KeyFile = c.PeerKey
+	ec.PeerTLSInfo.TrustedCAFile = c.PeerCA
+	ec.PeerTLSInfo.ClientCertAuth = true
+	// The apiserver compacts every 5 minutes; etcd also keeps a day of history.
+	ec.AutoCompactionMode = "periodic"
+	ec.AutoCompactionRetention = "24h"
+	ec.SnapshotCount = 10000
+
+	level := zapcore.WarnLevel
+	if c.Debug {
+		level = zapcore.InfoLevel
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	logger := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(logging.Writer("etcd")), level))
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logger)
+
+	if len(c.ExtraArgs) > 0 {
+		fs := flag.NewFlagSet("etcd", flag.ContinueOnError)
+		fs.SetOutput(discard{})
+		ec.AddFlags(fs)
+		var args []string
+		for _, a := range c.ExtraArgs {
+			key, value, err := config.SplitArg(a)
+			if err != nil {
+				return nil, fmt.Errorf("--etcd-arg %q: %v", a, err)
+			}
+			if hwFlag, managed := managedFlags[key]; managed {
+				if hwFlag != "" {
+					return nil, fmt.Errorf("--etcd-arg %s: hw sets this itself; use %s instead", key, hwFlag)
+				}
+				return nil, fmt.Errorf("--etcd-arg %s: hw sets this itself and it cannot be overridden", key)
+			}
+			args = append(args, "--"+key+"="+value)
+		}
+		if err := fs.Parse(args); err != nil {
+			return nil, fmt.Errorf("--etcd-arg: %v", strings.TrimSpace(err.Error()))
+		}
+	}
+	if err := ec.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid etcd configuration: %w", err)
+	}
+	return ec, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Start launches etcd; it is ready when Ready returns.
+func (e *Etcd) Start(ctx context.Context) error {
+	ec, err := e.EmbedConfig()
+	if err != nil {
+		return err
+	}
+	server, err := embed.StartEtcd(ec)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.server = server
+	e.mu.Unlock()
+	go func() {
+		select {
+		case err := <-server.Err():
+			e.finish(err)
+		case <-server.Server.StopNotify():
+			e.finish(nil)
+		}
+	}()
+	return nil
+}
+
+func (e *Etcd) finish(err error) {
+	e.once.Do(func() {
+		e.err = err
+		close(e.done)
+	})
+}
+
+// Ready waits until etcd has joined its cluster and serves clients.
+func (e *Etcd) Ready(ctx context.Context) error {
+	e.mu.Lock()
+	server := e.server
+	e.mu.Unlock()
+	if server == nil {
+		return errors.New("not started")
+	}
+	select {
+	case <-server.Server.ReadyNotify():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *Etcd) Done() <-chan struct{} { return e.done }
+
+func (e *Etcd) Err() error {
+	select {
+	case <-e.done:
+		return e.err
+	default:
+		return nil
+	}
+}
+
+// Stop closes etcd: it stops serving, then syncs and closes its data files.
+func (e *Etcd) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	server := e.server
+	e.mu.Unlock()
+	if server == nil {
+		return nil
+	}
+	closed := make(chan struct{})
+	go func() {
+		server.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		e.finish(nil)
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("etcd still closing: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,181 @@
+// Package config holds hw's typed, validated input: what the user asked for
+// through flags or the config file, plus the values derived from it.
+//
+// It is a leaf package: it imports nothing from hw, holds no channels, clients
+// or handlers, and is never written to after Validate.
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Defaults a k3s user will recognise.
+const (
+	DefaultDataDir         = "/var/lib/hw"
+	DefaultConfigFile      = "/etc/hw/config.yaml"
+	DefaultKubeconfigPath  = "/etc/hw/hw.yaml"
+	DefaultRuntimeDir      = "/run/hw"
+	DefaultHTTPSPort       = 6443
+	DefaultClusterCIDR     = "10.42.0.0/16"
+	DefaultServiceCIDR     = "10.43.0.0/16"
+	DefaultClusterDNS      = "10.43.0.10"
+	DefaultClusterDomain   = "cluster.local"
+	DefaultBindAddress     = "0.0.0.0"
+	DefaultKubeconfigMode  = "0600"
+	EtcdClientPort         = 2379
+	EtcdPeerPort           = 2380
+	ControllerManagerPort  = 10257
+	SchedulerPort          = 10259
+	defaultNodeCIDRMaskLen = 24
+)
+
+// Server is everything `hw server` was asked to do.
+type Server struct {
+	DataDir          string
+	Token            string
+	NodeName         string
+	NodeIP           net.IP
+	BindAddress      net.IP
+	HTTPSPort        int
+	AdvertiseAddress net.IP
+	TLSSANs          []string
+	ClusterCIDR      *net.IPNet
+	ServiceCIDR      *net.IPNet
+	ClusterDNS       net.IP
+	ClusterDomain    string
+	WriteKubeconfig  string
+	// WriteKubeconfigMode is the file mode of the copy at WriteKubeconfig.
+	WriteKubeconfigMode os.FileMode
+	Disable             []string
+	Debug               bool
+
+	// Extra arguments, KEY=VALUE, that override hw's own for one component.
+	ExtraArgs ExtraArgs
+}
+
+// ExtraArgs are the --<component>-arg passthroughs, by component.
+type ExtraArgs struct {
+	APIServer         []string
+	ControllerManager []string
+	Scheduler         []string
+	Etcd              []string
+	Kubelet           []string
+	KubeProxy         []string
+}
+
+// Paths are the files and folders hw uses, all derived from the data dir.
+type Paths struct {
+	DataDir string
+	// Server side.
+	TLS      string // certificates and keys
+	Cred     string // kubeconfigs, encryption config and other secrets
+	Etcd     string // etcd's data
+	Token    string // the join token
+	Logs     string // audit log
+	Settings string // generated policy and config files for the control plane
+}
+
+// PathsFor derives every path from the data dir.
+func PathsFor(dataDir string) Paths {
+	server := filepath.Join(dataDir, "server")
+	return Paths{
+		DataDir:  dataDir,
+		TLS:      filepath.Join(server, "tls"),
+		Cred:     filepath.Join(server, "cred"),
+		Etcd:     filepath.Join(server, "db", "etcd"),
+		Token:    filepath.Join(server, "token"),
+		Logs:     filepath.Join(server, "logs"),
+		Settings: filepath.Join(server, "etc"),
+	}
+}
+
+// Paths returns the derived paths of this server.
+func (s *Server) Paths() Paths { return PathsFor(s.DataDir) }
+
+// APIServerURL is the URL local components use to reach the apiserver.
+func (s *Server) APIServerURL() string {
+	return fmt.Sprintf("https://127.0.0.1:%d", s.HTTPSPort)
+}
+
+// FirstServiceIP is the ClusterIP of the `kubernetes` Service: the first
+// address of the service range.
+func (s *Server) FirstServiceIP() net.IP {
+	ip := make(net.IP, len(s.ServiceCIDR.IP))
+	copy(ip, s.ServiceCIDR.IP)
+	ip[len(ip)-1]++
+	return ip
+}
+
+// NodeCIDRMaskSize is the size of each node's pod subnet.
+func (s *Server) NodeCIDRMaskSize() int { return defaultNodeCIDRMaskLen }
+
+// Disabled reports whether the add-on or component name was turned off with --disable.
+func (s *Server) Disabled(name string) bool {
+	for _, d := range s.Disable {
+		if d == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks the relations between fields that single-flag parsing cannot.
+func (s *Server) Validate() error {
+	if s.DataDir == "" || !filepath.IsAbs(s.DataDir) {
+		return fmt.Errorf("--data-dir %q must be an absolute path", s.DataDir)
+	}
+	if s.HTTPSPort <= 0 || s.HTTPSPort > 65535 {
+		return fmt.Errorf("--https-listen-port %d is not a valid port (1-65535)", s.HTTPSPort)
+	}
+	if ones, bits := s.ClusterCIDR.Mask.Size(); bits == 32 && ones > defaultNodeCIDRMaskLen {
+		return fmt.Errorf("--cluster-cidr %s is too small: it must be /%d or larger so each node gets a /%d", s.ClusterCIDR, defaultNodeCIDRMaskLen, defaultNodeCIDRMaskLen)
+	}
+	if ones, bits := s.ServiceCIDR.Mask.Size(); bits-ones < 8 {
+		return fmt.Errorf("--service-cidr %s is too small: it needs at least 256 addresses", s.ServiceCIDR)
+	}
+	if s.ClusterCIDR.Contains(s.ServiceCIDR.IP) || s.ServiceCIDR.Contains(s.ClusterCIDR.IP) {
+		return fmt.Errorf("--cluster-cidr %s and --service-cidr %s overlap; choose ranges that do not", s.ClusterCIDR, s.ServiceCIDR)
+	}
+	if !s.ServiceCIDR.Contains(s.ClusterDNS) {
+		return fmt.Errorf("--cluster-dns %s is not inside --service-cidr %s", s.ClusterDNS, s.ServiceCIDR)
+	}
+	if s.ClusterDomain == "" || strings.HasPrefix(s.ClusterDomain, ".") || strings.HasSuffix(s.ClusterDomain, ".") {
+		return fmt.Errorf("--cluster-domain %q is not a valid domain (example: cluster.local)", s.ClusterDomain)
+	}
+	if s.NodeName != strings.ToLower(s.NodeName) {
+		return fmt.Errorf("--node-name %q must be lower case", s.NodeName)
+	}
+	for _, group := range []struct {
+		flag string
+		args []string
+	}{
+		{"--kube-apiserver-arg", s.ExtraArgs.APIServer},
+		{"--kube-controller-manager-arg", s.ExtraArgs.ControllerManager},
+		{"--kube-scheduler-arg", s.ExtraArgs.Scheduler},
+		{"--etcd-arg", s.ExtraArgs.Etcd},
+		{"--kubelet-arg", s.ExtraArgs.Kubelet},
+		{"--kube-proxy-arg", s.ExtraArgs.KubeProxy},
+	} {
+		for _, a := range group.args {
+			if _, _, err := SplitArg(a); err != nil {
+				return fmt.Errorf("%s %q: %v", group.flag, a, err)
+			}
+		}
+	}
+	return nil
+}
+
+// SplitArg splits a KEY=VALUE passthrough argument. A leading "--" is allowed
+// and dropped, so both "v=2" and "--v=2" mean the same.
+func SplitArg(arg string) (key, value string, err error) {
+	arg = strings.TrimLeft(arg, "-")
+	key, value, ok := strings.Cut(arg, "=")
+	if !ok || key == "" {
+		return "", "", fmt.Errorf("want KEY=VALUE")
+	}
+	return key, value, nil
+}

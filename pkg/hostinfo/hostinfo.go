@@ -1,0 +1,80 @@
+// Package hostinfo finds the facts about this machine that hw uses as
+// defaults: its name and the address other nodes reach it on.
+package hostinfo
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+)
+
+// NodeName is the lower-cased host name.
+func NodeName() (string, error) {
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("cannot read the host name (%v); pass --node-name", err)
+	}
+	return strings.ToLower(h), nil
+}
+
+// NodeIP is the first IPv4 address of the interface that holds the default
+// route, or else of the first interface that is up and not loopback. It reads
+// the routing table; it sends nothing.
+func NodeIP() (net.IP, error) {
+	if name, err := defaultRouteInterface("/proc/net/route"); err == nil {
+		if ip := firstIPv4(name); ip != nil {
+			return ip, nil
+		}
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	for _, iface := range ifaces {
+		if iface.Flags&net.FlagUp == 0 || iface.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		if ip := firstIPv4(iface.Name); ip != nil {
+			return ip, nil
+		}
+	}
+	return nil, errors.New("cannot find this node's IP address (no default route and no interface with an IPv4 address); pass --node-ip")
+}
+
+func firstIPv4(iface string) net.IP {
+	i, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil
+	}
+	addrs, err := i.Addrs()
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.To4()
+		}
+	}
+	return nil
+}
+
+// defaultRouteInterface reads the kernel's IPv4 routing table.
+func defaultRouteInterface(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Scan() // header
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) > 7 && fields[1] == "00000000" && fields[7] == "00000000" {
+			return fields[0], nil
+		}
+	}
+	return "", errors.New("no default route")
+}

@@ -1,0 +1,170 @@
+package pki
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ServerNames are the names and addresses the server's certificates must carry.
+type ServerNames struct {
+	NodeName       string
+	Hostname       string
+	NodeIP         net.IP
+	AdvertiseIP    net.IP
+	FirstServiceIP net.IP
+	ClusterDomain  string
+	// ExtraSANs are the user's --tls-san values: DNS names or IPs.
+	ExtraSANs []string
+}
+
+// ServerPKI is every credential the control plane uses, as files.
+type ServerPKI struct {
+	ServerCA, ClientCA, RequestHeaderCA, EtcdServerCA, EtcdPeerCA *Authority
+
+	APIServerServing       *Leaf
+	APIServerKubeletClient *Leaf
+	Admin                  *Leaf
+	ControllerManager      *Leaf
+	Scheduler              *Leaf
+	KubeProxy              *Leaf
+	FrontProxyClient       *Leaf
+	EtcdServer             *Leaf
+	EtcdPeer               *Leaf
+	EtcdClient             *Leaf
+
+	// Service-account token signing key pair.
+	ServiceAccountKey, ServiceAccountPub string
+}
+
+// caSpec is one CA of the server, as data.
+type caSpec struct {
+	dest       **Authority
+	name       string
+	commonName string
+}
+
+// leafSpec ties a certificate to the CA that signs it.
+type leafSpec struct {
+	dest *(*Leaf)
+	ca   **Authority
+	spec LeafSpec
+}
+
+// EnsureServer makes sure dir holds every CA and certificate the control
+// plane needs, issuing what is missing, changed or near expiry. Re-running it
+// on a complete dir changes nothing.
+func EnsureServer(dir string, names ServerNames, now time.Time) (*ServerPKI, error) {
+	p := &ServerPKI{}
+	etcdDir := filepath.Join(dir, "etcd")
+	cas := []struct {
+		caSpec
+		dir string
+	}{
+		{caSpec{&p.ServerCA, "server-ca", "hw-server-ca"}, dir},
+		{caSpec{&p.ClientCA, "client-ca", "hw-client-ca"}, dir},
+		{caSpec{&p.RequestHeaderCA, "request-header-ca", "hw-request-header-ca"}, dir},
+		{caSpec{&p.EtcdServerCA, "server-ca", "hw-etcd-server-ca"}, etcdDir},
+		{caSpec{&p.EtcdPeerCA, "peer-ca", "hw-etcd-peer-ca"}, etcdDir},
+	}
+	for _, c := range cas {
+		ca, err := EnsureCA(c.dir, c.name, c.commonName)
+		if err != nil {
+			return nil, err
+		}
+		*c.dest = ca
+	}
+
+	dns, ips := apiServerSANs(names)
+	etcdIPs := append([]net.IP{net.IPv4(127, 0, 0, 1)}, names.NodeIP)
+	leaves := []struct {
+		leafSpec
+		dir string
+	}{
+		{leafSpec{&p.APIServerServing, &p.ServerCA, LeafSpec{Name: "serving-kube-apiserver", CommonName: "kube-apiserver", Usage: ServerAuth, DNSNames: dns, IPs: ips}}, dir},
+		{leafSpec{&p.APIServerKubeletClient, &p.ClientCA, LeafSpec{Name: "client-kube-apiserver", CommonName: "system:kube-apiserver", Organization: []string{"system:masters"}, Usage: ClientAuth}}, dir},
+		{leafSpec{&p.Admin, &p.ClientCA, LeafSpec{Name: "client-admin", CommonName: "system:admin", Organization: []string{"system:masters"}, Usage: ClientAuth}}, dir},
+		{leafSpec{&p.ControllerManager, &p.ClientCA, LeafSpec{Name: "client-controller", CommonName: "system:kube-controller-manager", Usage: ClientAuth}}, dir},
+		{leafSpec{&p.Scheduler, &p.ClientCA, LeafSpec{Name: "client-scheduler", CommonName: "system:kube-scheduler", Usage: ClientAuth}}, dir},
+		{leafSpec{&p.KubeProxy, &p.ClientCA, LeafSpec{Name: "client-kube-proxy", CommonName: "system:kube-proxy", Usage: ClientAuth}}, dir},
+		{leafSpec{&p.FrontProxyClient, &p.RequestHeaderCA, LeafSpec{Name: "client-auth-proxy", CommonName: "system:auth-proxy", Usage: ClientAuth}}, dir},
+		{leafSpec{&p.EtcdServer, &p.EtcdServerCA, LeafSpec{Name: "server-client", CommonName: "etcd-server", Usage: ServerAuth | ClientAuth, DNSNames: []string{"localhost", names.NodeName}, IPs: etcdIPs}}, etcdDir},
+		{leafSpec{&p.EtcdPeer, &p.EtcdPeerCA, LeafSpec{Name: "peer-server-client", CommonName: "etcd-peer", Usage: ServerAuth | ClientAuth, DNSNames: []string{"localhost", names.NodeName}, IPs: etcdIPs}}, etcdDir},
+		{leafSpec{&p.EtcdClient, &p.EtcdServerCA, LeafSpec{Name: "client", CommonName: "etcd-client", Usage: ClientAuth}}, etcdDir},
+	}
+	for _, l := range leaves {
+		leaf, err := EnsureLeaf(l.dir, *l.ca, l.spec, now)
+		if err != nil {
+			return nil, err
+		}
+		*l.dest = leaf
+	}
+
+	var err error
+	p.ServiceAccountKey, p.ServiceAccountPub, err = EnsureSigningKey(dir, "service")
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Issued lists the certificates this run wrote anew, for the log.
+func (p *ServerPKI) Issued() []string {
+	var out []string
+	for _, l := range []*Leaf{p.APIServerServing, p.APIServerKubeletClient, p.Admin, p.ControllerManager,
+		p.Scheduler, p.KubeProxy, p.FrontProxyClient, p.EtcdServer, p.EtcdPeer, p.EtcdClient} {
+		if l.Issued {
+			out = append(out, l.CertFile)
+		}
+	}
+	return out
+}
+
+// apiServerSANs are the names clients may use to reach the apiserver.
+func apiServerSANs(n ServerNames) ([]string, []net.IP) {
+	dns := []string{
+		"kubernetes",
+		"kubernetes.default",
+		"kubernetes.default.svc",
+		fmt.Sprintf("kubernetes.default.svc.%s", n.ClusterDomain),
+		"localhost",
+	}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), n.FirstServiceIP}
+	addIP := func(ip net.IP) {
+		for _, have := range ips {
+			if have.Equal(ip) {
+				return
+			}
+		}
+		ips = append(ips, ip)
+	}
+	addDNS := func(name string) {
+		name = strings.ToLower(name)
+		for _, have := range dns {
+			if have == name {
+				return
+			}
+		}
+		dns = append(dns, name)
+	}
+	for _, ip := range []net.IP{n.NodeIP, n.AdvertiseIP} {
+		if ip != nil {
+			addIP(ip)
+		}
+	}
+	for _, name := range []string{n.NodeName, n.Hostname} {
+		if name != "" {
+			addDNS(name)
+		}
+	}
+	for _, san := range n.ExtraSANs {
+		if ip := net.ParseIP(san); ip != nil {
+			addIP(ip)
+		} else if san != "" {
+			addDNS(san)
+		}
+	}
+	return dns, ips
+}
