@@ -32,15 +32,36 @@ LDFLAGS := -s -w \
 	-X k8s.io/client-go/pkg/version.gitTreeState=clean \
 	-X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)
 
+# Programs hw carries inside its binary, built from source here, never fetched.
+RUNC_VERSION := v1.5.2
+CNI_VERSION  := v1.9.1
+CNI_PLUGINS  := main/bridge ipam/host-local main/loopback meta/portmap meta/bandwidth
+ASSETS       := pkg/assets/files
+BUILD        := build
+
 # Run `hw server` with these extra flags: make run ARGS="--debug".
 ARGS ?=
 
-.PHONY: all build run test test-unit test-e2e vet fmt clean
+.PHONY: all build assets run test test-unit test-e2e vet fmt clean
 
 all: build
 
-build:
+build: assets
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/hw
+
+# runc is linked statically (with libseccomp) so hw needs no runc or
+# libseccomp on the host. `go install pkg@version` builds each tool against its
+# own go.mod, so hw's dependency graph is untouched.
+assets:
+	@mkdir -p $(BUILD)/bin
+	GOBIN=$(abspath $(BUILD)/bin) CGO_ENABLED=1 $(GO) install -tags "seccomp netgo osusergo" \
+		-ldflags "-s -w -extldflags -static" github.com/opencontainers/runc@$(RUNC_VERSION)
+	GOBIN=$(abspath $(BUILD)/bin) CGO_ENABLED=0 $(GO) install -ldflags "-s -w" \
+		$(foreach p,$(CNI_PLUGINS),github.com/containernetworking/plugins/plugins/$(p)@$(CNI_VERSION))
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o $(BUILD)/bin/pause ./scripts/images/pause
+	$(GO) run ./scripts/buildtool image -ref hw.local/pause:1 -entrypoint /pause -out $(BUILD)/pause.tar $(BUILD)/bin/pause:pause
+	$(GO) run ./scripts/buildtool pack -out $(ASSETS) $(BUILD)/bin/runc \
+		$(foreach p,$(CNI_PLUGINS),$(BUILD)/bin/$(notdir $(p))) $(BUILD)/pause.tar
 
 run: build
 	./$(BIN) server $(ARGS)
@@ -63,4 +84,5 @@ fmt:
 	gofmt -l -w cmd pkg tests
 
 clean:
-	rm -rf bin e2e.log
+	rm -rf bin $(BUILD) e2e.log
+	find $(ASSETS) -type f ! -name README.md -delete

@@ -23,6 +23,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/cli"
 	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/logging"
+	"github.com/hw-k8s/hw/pkg/shim"
 	"github.com/hw-k8s/hw/pkg/version"
 )
 
@@ -31,6 +32,10 @@ func main() {
 }
 
 func run(args []string) int {
+	if shim.Invoked(args) {
+		shim.Run()
+		return 0
+	}
 	switch filepath.Base(args[0]) {
 	case "kubectl":
 		return exitCode(kubectl(args))

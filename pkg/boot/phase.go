@@ -4,6 +4,7 @@ package boot
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -36,4 +37,12 @@ func names(phases []Phase) []string {
 		out[i] = p.Name
 	}
 	return out
+}
+
+func mustJSON(v any) string {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only maps of strings are passed
+	}
+	return string(data)
 }

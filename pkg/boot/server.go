@@ -55,9 +55,7 @@ func Server(ctx context.Context, cfg *config.Server) error {
 
 	m := lifecycle.NewManager()
 	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		m.Stop(klog.NewContext(stopCtx, log))
+		m.Stop(klog.NewContext(context.Background(), log))
 	}()
 	for _, c := range s.components() {
 		if err := m.Start(ctx, c); err != nil {
@@ -68,8 +66,38 @@ func Server(ctx context.Context, cfg *config.Server) error {
 			return err
 		}
 	}
-	log.Info("Control plane ready", "took", time.Since(begin).Round(time.Millisecond),
-		"kubeconfig", cfg.WriteKubeconfig, "try", "hw kubectl get --raw /readyz")
+	log.Info("Control plane ready", "took", time.Since(begin).Round(time.Millisecond))
+
+	nodePKI, err := s.nodeCredentials()
+	if err != nil {
+		return err
+	}
+	n := newNode(nodeConfig{
+		DataDir:         cfg.DataDir,
+		Name:            cfg.NodeName,
+		IP:              cfg.NodeIP,
+		ClusterCIDR:     cfg.ClusterCIDR.String(),
+		ClusterDNS:      cfg.ClusterDNS,
+		ClusterDomain:   cfg.ClusterDomain,
+		ClientCA:        s.pki.ClientCA.CertFile,
+		ServingCert:     nodePKI.KubeletServing.CertFile,
+		ServingKey:      nodePKI.KubeletServing.KeyFile,
+		Labels:          map[string]string{"node-role.kubernetes.io/control-plane": "true"},
+		LabelKubeconfig: s.kubeconfig("admin"),
+		ExtraKubelet:    cfg.ExtraArgs.Kubelet,
+		ExtraKubeProxy:  cfg.ExtraArgs.KubeProxy,
+		Debug:           cfg.Debug,
+	})
+	if err := n.start(ctx, m); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	log.Info("Node ready", "node", cfg.NodeName, "took", time.Since(begin).Round(time.Millisecond))
+	if cfg.WriteKubeconfig != "" {
+		log.Info("Cluster ready: run 'hw kubectl get nodes', or use this kubeconfig with any kubectl", "kubeconfig", cfg.WriteKubeconfig)
+	}
 	return m.Wait(ctx)
 }
 
@@ -83,6 +111,9 @@ func (s *server) preflight(ctx context.Context) error {
 		{Host: s.cfg.NodeIP.String(), Number: config.EtcdPeerPort, Component: "etcd peers"},
 		{Host: "127.0.0.1", Number: config.ControllerManagerPort, Component: "kube-controller-manager"},
 		{Host: "127.0.0.1", Number: config.SchedulerPort, Component: "kube-scheduler"},
+		{Host: "0.0.0.0", Number: 10250, Component: "kubelet"},
+		{Host: "127.0.0.1", Number: 10248, Component: "kubelet health"},
+		{Host: "127.0.0.1", Number: 10256, Component: "kube-proxy health"},
 	})
 }
 
@@ -132,6 +163,23 @@ func (s *server) writeKubeconfigs(ctx context.Context) error {
 		return fmt.Errorf("cannot write the admin kubeconfig to %s (--write-kubeconfig): %w", s.cfg.WriteKubeconfig, err)
 	}
 	return nil
+}
+
+// nodeCredentials issues this server's own node identity from its CAs and
+// writes the kubeconfigs of its kubelet and kube-proxy.
+func (s *server) nodeCredentials() (*pki.NodePKI, error) {
+	node, err := pki.EnsureNode(s.paths.AgentTLS, s.pki.ClientCA, s.pki.ServerCA, s.cfg.NodeName, s.cfg.NodeIP, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	url := s.cfg.APIServerURL()
+	if err := pki.WriteKubeconfig(s.paths.KubeletConfig, url, s.pki.ServerCA, node.KubeletClient, 0o600); err != nil {
+		return nil, err
+	}
+	if err := pki.WriteKubeconfig(s.paths.KubeProxyConfig, url, s.pki.ServerCA, s.pki.KubeProxy, 0o600); err != nil {
+		return nil, err
+	}
+	return node, nil
 }
 
 func (s *server) kubeconfig(name string) string {

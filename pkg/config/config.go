@@ -77,11 +77,28 @@ type Paths struct {
 	Token    string // the join token
 	Logs     string // audit log
 	Settings string // generated policy and config files for the control plane
+
+	// Node side (servers run a node too).
+	Agent            string
+	AgentTLS         string // the node's kubelet certificates
+	ContainerdRoot   string // images and snapshots
+	ContainerdConfig string // generated config.toml
+	CNIConfDir       string
+	PodManifests     string // kubelet's static pods
+	Images           string // airgap image tarballs imported on start
+	KubeletConfig    string // kubelet's kubeconfig
+	KubeProxyConfig  string // kube-proxy's kubeconfig
+	KubeletPlugins   string // flexvolume plugin dir
+
+	// Runtime, below /run/hw.
+	ContainerdState  string
+	ContainerdSocket string
 }
 
 // PathsFor derives every path from the data dir.
 func PathsFor(dataDir string) Paths {
 	server := filepath.Join(dataDir, "server")
+	agent := filepath.Join(dataDir, "agent")
 	return Paths{
 		DataDir:  dataDir,
 		TLS:      filepath.Join(server, "tls"),
@@ -90,6 +107,20 @@ func PathsFor(dataDir string) Paths {
 		Token:    filepath.Join(server, "token"),
 		Logs:     filepath.Join(server, "logs"),
 		Settings: filepath.Join(server, "etc"),
+
+		Agent:            agent,
+		AgentTLS:         filepath.Join(agent, "tls"),
+		ContainerdRoot:   filepath.Join(agent, "containerd"),
+		ContainerdConfig: filepath.Join(agent, "etc", "containerd", "config.toml"),
+		CNIConfDir:       filepath.Join(agent, "etc", "cni", "net.d"),
+		PodManifests:     filepath.Join(agent, "pod-manifests"),
+		Images:           filepath.Join(agent, "images"),
+		KubeletConfig:    filepath.Join(agent, "kubelet.kubeconfig"),
+		KubeProxyConfig:  filepath.Join(agent, "kubeproxy.kubeconfig"),
+		KubeletPlugins:   filepath.Join(agent, "kubelet-plugins"),
+
+		ContainerdState:  filepath.Join(DefaultRuntimeDir, "containerd"),
+		ContainerdSocket: filepath.Join(DefaultRuntimeDir, "containerd", "containerd.sock"),
 	}
 }
 

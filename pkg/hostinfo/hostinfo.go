@@ -78,3 +78,32 @@ func defaultRouteInterface(path string) (string, error) {
 	}
 	return "", errors.New("no default route")
 }
+
+// capSysResource is CAP_SYS_RESOURCE's bit in the capability sets.
+const capSysResource = 24
+
+// HasSysResource reports whether this process may raise resource limits and
+// lower oom_score_adj. Some sandboxes drop it even for root; runc then cannot
+// give a container an oom_score_adj below hw's own.
+func HasSysResource() bool {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			var caps uint64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &caps); err != nil {
+				return true
+			}
+			return caps&(1<<capSysResource) != 0
+		}
+	}
+	return true
+}
+
+// OverlaySupported reports whether the kernel offers overlayfs.
+func OverlaySupported() bool {
+	data, err := os.ReadFile("/proc/filesystems")
+	return err == nil && strings.Contains(string(data), "\toverlay\n")
+}

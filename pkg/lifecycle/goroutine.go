@@ -3,7 +3,10 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
+
+	"k8s.io/klog/v2"
 )
 
 // Goroutine implements Done, Err and Stop for a component whose work is one
@@ -25,6 +28,8 @@ func (g *Goroutine) Go(ctx context.Context, fn func(ctx context.Context) error) 
 		defer close(g.done)
 		defer func() {
 			if r := recover(); r != nil {
+				// A panic is hw's bug, not the user's: keep the stack for the report.
+				klog.FromContext(ctx).Error(nil, "Component panicked", "panic", r, "stack", string(debug.Stack()))
 				g.err = fmt.Errorf("panic: %v", r)
 			}
 		}()

@@ -54,7 +54,10 @@ func (m *Manager) Start(ctx context.Context, c Component) error {
 	log := klog.FromContext(ctx)
 	begin := time.Now()
 	log.Info("Starting component", "component", c.Name())
-	if err := c.Start(ctx); err != nil {
+	// A component runs until Stop, not until ctx ends: shutdown must go in
+	// reverse order (kubelet before the apiserver, etcd last), which a shared
+	// cancellation would defeat. ctx still bounds the wait for readiness.
+	if err := c.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("%s: %w", c.Name(), err)
 	}
 	m.started = append(m.started, c)
@@ -95,16 +98,27 @@ func (m *Manager) Wait(ctx context.Context) error {
 	}
 }
 
-// Stop stops all started components in reverse order. Each gets its share of
-// the time left in ctx.
+// StopTimeout bounds how long the manager waits for one component to stop.
+// kube-apiserver, for one, waits for open watches to end, and in-process
+// clients may hold them: waiting longer gains nothing, since the process is
+// about to exit. etcd, which holds the data, closes fully whatever this says.
+const StopTimeout = 5 * time.Second
+
+// Stop stops all started components in reverse order, each within StopTimeout.
 func (m *Manager) Stop(ctx context.Context) {
 	log := klog.FromContext(ctx)
 	for i := len(m.started) - 1; i >= 0; i-- {
 		c := m.started[i]
 		log.Info("Stopping component", "component", c.Name())
-		if err := c.Stop(ctx); err != nil {
+		begin := time.Now()
+		stopCtx, cancel := context.WithTimeout(ctx, StopTimeout)
+		err := c.Stop(stopCtx)
+		cancel()
+		if err != nil {
 			log.Error(err, "Component did not stop cleanly", "component", c.Name())
+			continue
 		}
+		log.V(1).Info("Component stopped", "component", c.Name(), "took", time.Since(begin).Round(time.Millisecond))
 	}
 	m.started = nil
 }

@@ -68,6 +68,24 @@ func TestStartInOrderStopInReverse(t *testing.T) {
 	}
 }
 
+func TestCancellingStartContextDoesNotStopComponents(t *testing.T) {
+	var log []string
+	m := NewManager()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := newFake("etcd", &log)
+	if err := m.Start(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // a signal: shutdown is Stop's job, in reverse order
+	select {
+	case <-f.Done():
+		t.Fatal("component stopped when the start context was cancelled")
+	case <-time.After(100 * time.Millisecond):
+	}
+	m.Stop(context.Background())
+	<-f.Done()
+}
+
 func TestExitBeforeReadyIsAnError(t *testing.T) {
 	var log []string
 	f := newFake("apiserver", &log)

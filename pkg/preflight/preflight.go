@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -59,4 +61,33 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// Tool is a host program hw needs, and the Debian/Ubuntu package that has it.
+type Tool struct {
+	Name, Package string
+}
+
+// CheckTools names every tool not found with lookPath (nil: exec.LookPath),
+// with the packages that bring them; user says who needs them.
+func CheckTools(user string, tools []Tool, lookPath func(string) (string, error)) error {
+	if lookPath == nil {
+		lookPath = exec.LookPath
+	}
+	var missing, packages []string
+	seen := map[string]bool{}
+	for _, tool := range tools {
+		if _, err := lookPath(tool.Name); err != nil {
+			missing = append(missing, tool.Name)
+			if !seen[tool.Package] {
+				seen[tool.Package] = true
+				packages = append(packages, tool.Package)
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s needs %s, not found on PATH; install them (Debian/Ubuntu: apt-get install %s)",
+		user, strings.Join(missing, ", "), strings.Join(packages, " "))
 }

@@ -67,14 +67,7 @@ func (h *hwNode) start(t *testing.T, args ...string) *hwProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// `ip netns exec` gives the command its own mount namespace (slave to
-	// the host's), so these binds are seen by this node only.
-	var prelude strings.Builder
-	for _, dir := range []string{"/etc/hw", "/run/hw"} {
-		private := filepath.Join(h.root, strings.ReplaceAll(strings.TrimPrefix(dir, "/"), "/", "-"))
-		fmt.Fprintf(&prelude, "mkdir -p %s %s && mount --bind %s %s && ", dir, private, private, dir)
-	}
-	script := prelude.String() + `exec "$@"`
+	script := h.prelude(t) + `exec "$@"`
 	cmdArgs := append([]string{"netns", "exec", h.netns, "sh", "-c", script, "sh", h.bin}, args...)
 	cmd := exec.Command("ip", cmdArgs...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -96,9 +89,74 @@ func (h *hwNode) start(t *testing.T, args ...string) *hwProcess {
 	return p
 }
 
+// privateDirs are host paths each node gets its own copy of: kubelet's and
+// CNI's fixed paths, and hw's own config dir.
+// /run is one too, kept across restarts of hw as a machine keeps it: shims and
+// containerd's state live there.
+var privateDirs = []string{"/run", "/etc/hw", "/var/lib/kubelet", "/var/lib/cni", "/var/log/pods", "/var/log/containers"}
+
+// prelude is the shell run inside the node's namespaces before hw. `ip netns
+// exec` gives the command its own mount namespace (a slave of the host's), so
+// these mounts are seen by this node only. It also mounts a fresh /sys, which
+// hides the cgroup hierarchies: they are mounted again as the host has them,
+// and each node's kubelet gets its own cgroup root so two kubelets never
+// collect each other's pods.
+func (h *hwNode) prelude(t *testing.T) string {
+	var b strings.Builder
+	b.WriteString("set -e\n")
+	for _, dir := range privateDirs {
+		private := filepath.Join(h.root, strings.ReplaceAll(strings.TrimPrefix(dir, "/"), "/", "-"))
+		fmt.Fprintf(&b, "mkdir -p %s %s && mount --bind %s %s\n", dir, private, private, dir)
+	}
+	b.WriteString("mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup\n")
+	for _, m := range hostCgroupMounts(t) {
+		fmt.Fprintf(&b, "mkdir -p %s && mount -t %s -o %s %s %s\n", m.dir, m.fstype, m.opts, m.fstype, m.dir)
+		fmt.Fprintf(&b, "mkdir -p %s/%s\n", m.dir, h.cgroupRoot())
+	}
+	return b.String()
+}
+
+// cgroupRoot is this node's kubelet cgroup root (--kubelet-arg=cgroup-root).
+func (h *hwNode) cgroupRoot() string { return "hw-e2e-" + h.name }
+
+type cgroupMount struct{ dir, fstype, opts string }
+
+// hostCgroupMounts reads the host's cgroup hierarchies from mountinfo.
+func hostCgroupMounts(t *testing.T) []cgroupMount {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []cgroupMount
+	for _, line := range strings.Split(string(data), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 5 || len(g) < 3 || (g[0] != "cgroup" && g[0] != "cgroup2") || !strings.HasPrefix(f[4], "/sys/fs/cgroup") {
+			continue
+		}
+		opts := "rw"
+		if g[0] == "cgroup" {
+			for _, o := range strings.Split(g[2], ",") {
+				if o != "rw" && o != "ro" {
+					opts += "," + o
+				}
+			}
+		}
+		out = append(out, cgroupMount{dir: f[4], fstype: g[0], opts: opts})
+	}
+	if len(out) == 0 {
+		t.Fatal("no cgroup hierarchies on this host")
+	}
+	return out
+}
+
 // server starts `hw server` with this node's data dir and kubeconfig path.
 func (h *hwNode) server(t *testing.T, extra ...string) *hwProcess {
-	return h.start(t, append([]string{"server", "--data-dir", h.dataDir}, extra...)...)
+	args := []string{"server", "--data-dir", h.dataDir, "--node-name", h.name, "--kubelet-arg", "cgroup-root=/" + h.cgroupRoot()}
+	return h.start(t, append(args, extra...)...)
 }
 
 func (p *hwProcess) kill() {
@@ -135,9 +193,17 @@ func tail(path string, n int) string {
 // restConfig loads the admin kubeconfig hw wrote and dials through the node's namespace.
 func (h *hwNode) restConfig(t *testing.T) *rest.Config {
 	t.Helper()
+	cfg := h.restConfigNoTest()
+	if cfg == nil {
+		t.Fatalf("cannot load the admin kubeconfig %s", h.kubeconfig())
+	}
+	return cfg
+}
+
+func (h *hwNode) restConfigNoTest() *rest.Config {
 	cfg, err := clientcmd.BuildConfigFromFlags("", h.kubeconfig())
 	if err != nil {
-		t.Fatalf("admin kubeconfig: %v", err)
+		return nil
 	}
 	cfg.Dial = h.dial
 	cfg.Timeout = 15 * time.Second

@@ -1,0 +1,292 @@
+package boot
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	containerdclient "github.com/containerd/containerd/v2/client"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/hw-k8s/hw/pkg/assets"
+	"github.com/hw-k8s/hw/pkg/component/containerd"
+	"github.com/hw-k8s/hw/pkg/component/kubelet"
+	"github.com/hw-k8s/hw/pkg/component/kubeproxy"
+	"github.com/hw-k8s/hw/pkg/config"
+	"github.com/hw-k8s/hw/pkg/hostinfo"
+	"github.com/hw-k8s/hw/pkg/images"
+	"github.com/hw-k8s/hw/pkg/lifecycle"
+	"github.com/hw-k8s/hw/pkg/network"
+	"github.com/hw-k8s/hw/pkg/preflight"
+	"github.com/hw-k8s/hw/pkg/shim"
+)
+
+// nodeConfig is what a node needs, whether its control plane runs in this
+// process (hw server) or on another machine (hw agent).
+type nodeConfig struct {
+	DataDir       string
+	Name          string
+	IP            net.IP
+	ClusterCIDR   string
+	ClusterDNS    net.IP
+	ClusterDomain string
+	// ClientCA verifies the apiserver's requests to the kubelet.
+	ClientCA string
+	// Kubelet serving certificate, signed by the server CA.
+	ServingCert, ServingKey string
+	// Labels the node gets once registered, set with LabelKubeconfig's
+	// rights: NodeRestriction forbids a kubelet to give itself a role.
+	Labels          map[string]string
+	LabelKubeconfig string
+	ExtraKubelet    []string
+	ExtraKubeProxy  []string
+	Debug           bool
+}
+
+// node boots containerd, kubelet and kube-proxy and wires the pod network.
+type node struct {
+	cfg    nodeConfig
+	paths  config.Paths
+	assets *assets.Set
+	proxy  kubeproxy.Config
+}
+
+func newNode(cfg nodeConfig) *node {
+	n := &node{cfg: cfg, paths: config.PathsFor(cfg.DataDir)}
+	n.proxy = kubeproxy.Config{
+		NodeName:    cfg.Name,
+		Kubeconfig:  n.paths.KubeProxyConfig,
+		ClusterCIDR: cfg.ClusterCIDR,
+		ExtraArgs:   cfg.ExtraKubeProxy,
+	}
+	return n
+}
+
+// phases run before the node's components: nothing here starts a process.
+func (n *node) phases() []Phase {
+	return []Phase{
+		{"node-preflight", n.preflight},
+		{"assets", n.extractAssets},
+	}
+}
+
+// nodeTools are host programs the node needs besides kube-proxy's: kubelet
+// mounts volumes with mount(8).
+var nodeTools = []preflight.Tool{{Name: "mount", Package: "mount"}, {Name: "umount", Package: "mount"}}
+
+func (n *node) preflight(ctx context.Context) error {
+	tools := append(kubeproxy.RequiredTools(n.proxy.Mode()), nodeTools...)
+	return preflight.CheckTools("the node (kubelet, kube-proxy in "+n.proxy.Mode()+" mode)", tools, nil)
+}
+
+func (n *node) extractAssets(ctx context.Context) error {
+	set, err := assets.Embedded()
+	if err != nil {
+		return err
+	}
+	count, err := set.Extract(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	n.assets = set
+	if count > 0 {
+		klog.FromContext(ctx).Info("Extracted runc, CNI plugins and the pause image", "dir", set.Dir(n.cfg.DataDir), "files", count)
+	}
+	// Shims inherit hw's environment and look some tools up by name (runc for
+	// -info and cleanup), so hw's own programs go first on PATH.
+	bin := set.BinDir(n.cfg.DataDir)
+	if !strings.HasPrefix(os.Getenv("PATH"), bin+":") {
+		os.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	}
+	// hw itself serves as the containerd shim: containerd runs this link.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	link := n.shimPath()
+	tmp := link + ".tmp"
+	os.Remove(tmp)
+	if err := os.Symlink(self, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, link)
+}
+
+func (n *node) shimPath() string {
+	return filepath.Join(n.assets.BinDir(n.cfg.DataDir), shim.BinaryName)
+}
+
+func (n *node) snapshotter() string {
+	if hostinfo.OverlaySupported() {
+		return "overlayfs"
+	}
+	return "native"
+}
+
+// start runs the node's components under m, in order, then sets up the pod
+// network and waits until the node is Ready.
+func (n *node) start(ctx context.Context, m *lifecycle.Manager) error {
+	if err := runPhases(ctx, n.phases()); err != nil {
+		return err
+	}
+	ctr := containerd.New(containerd.Config{
+		Root:                n.paths.ContainerdRoot,
+		State:               n.paths.ContainerdState,
+		Address:             n.paths.ContainerdSocket,
+		ConfigFile:          n.paths.ContainerdConfig,
+		BinDir:              n.assets.BinDir(n.cfg.DataDir),
+		CNIConfDir:          n.paths.CNIConfDir,
+		PauseImage:          assets.PauseImageRef,
+		Snapshotter:         n.snapshotter(),
+		RestrictOOMScoreAdj: !hostinfo.HasSysResource(),
+		ShimPath:            n.shimPath(),
+		Debug:               n.cfg.Debug,
+	})
+	if err := m.Start(ctx, ctr); err != nil {
+		return err
+	}
+	if err := n.importImages(ctx); err != nil {
+		return err
+	}
+	for _, dir := range []string{n.paths.PodManifests, n.paths.CNIConfDir, n.paths.KubeletPlugins} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := m.Start(ctx, kubelet.New(kubelet.Config{
+		NodeName:      n.cfg.Name,
+		NodeIP:        n.cfg.IP,
+		Kubeconfig:    n.paths.KubeletConfig,
+		ClientCA:      n.cfg.ClientCA,
+		ServingCert:   n.cfg.ServingCert,
+		ServingKey:    n.cfg.ServingKey,
+		RuntimeSocket: n.paths.ContainerdSocket,
+		StaticPodDir:  n.paths.PodManifests,
+		ClusterDNS:    n.cfg.ClusterDNS,
+		ClusterDomain: n.cfg.ClusterDomain,
+		ResolvConf:    kubelet.ResolvConf(),
+		CgroupDriver:  kubelet.CgroupDriver(),
+		PluginDir:     n.paths.KubeletPlugins,
+		ExtraArgs:     n.cfg.ExtraKubelet,
+	})); err != nil {
+		return err
+	}
+	if err := m.Start(ctx, kubeproxy.New(n.proxy)); err != nil {
+		return err
+	}
+	return runPhases(ctx, []Phase{
+		{"pod-network", n.podNetwork},
+		{"node-labels", n.label},
+		{"node-ready", n.waitReady},
+	})
+}
+
+// importImages imports the pause image hw carries and every archive in the
+// airgap folder, then pins them so image garbage collection keeps them.
+func (n *node) importImages(ctx context.Context) error {
+	client, err := containerdclient.New(n.paths.ContainerdSocket, containerdclient.WithDefaultNamespace(images.Namespace))
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := os.MkdirAll(n.paths.Images, 0o755); err != nil {
+		return err
+	}
+	files, err := images.Tarballs(n.assets.ImagesDir(n.cfg.DataDir))
+	if err != nil {
+		return err
+	}
+	airgap, err := images.Tarballs(n.paths.Images)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", n.paths.Images, err)
+	}
+	im := &images.Importer{
+		Client:      client,
+		Snapshotter: n.snapshotter(),
+		StateFile:   filepath.Join(n.paths.Agent, "images-imported.json"),
+	}
+	_, err = im.ImportAll(ctx, append(files, airgap...))
+	return err
+}
+
+func (n *node) nodeClient() (kubernetes.Interface, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", n.paths.KubeletConfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// podNetwork waits for the controller-manager to give this node its pod
+// subnet, then writes the CNI configuration for it.
+func (n *node) podNetwork(ctx context.Context) error {
+	client, err := n.nodeClient()
+	if err != nil {
+		return err
+	}
+	log := klog.FromContext(ctx)
+	var podCIDR string
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		node, err := client.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil // not registered yet
+		}
+		podCIDR = node.Spec.PodCIDR
+		return podCIDR != "", nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s got no pod subnet from the controller-manager: %w", n.cfg.Name, err)
+	}
+	log.Info("Pod network", "podCIDR", podCIDR)
+	return network.WriteCNIConfig(n.paths.CNIConfDir, podCIDR, 1500)
+}
+
+func (n *node) label(ctx context.Context) error {
+	if len(n.cfg.Labels) == 0 || n.cfg.LabelKubeconfig == "" {
+		return nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", n.cfg.LabelKubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	labels := map[string]any{}
+	for k, v := range n.cfg.Labels {
+		labels[k] = v
+	}
+	patch := fmt.Sprintf(`{"metadata":{"labels":%s}}`, mustJSON(labels))
+	_, err = client.CoreV1().Nodes().Patch(ctx, n.cfg.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	return err
+}
+
+func (n *node) waitReady(ctx context.Context) error {
+	client, err := n.nodeClient()
+	if err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		node, err := client.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status == corev1.ConditionTrue, nil
+			}
+		}
+		return false, nil
+	})
+}
