@@ -1,6 +1,6 @@
 // Command hw is a Kubernetes distribution in one binary.
 //
-// Under the name kubectl or ctr (a symlink), hw runs that tool instead.
+// Under the name kubectl, ctr or crictl (a symlink), hw runs that tool instead.
 package main
 
 import (
@@ -22,6 +22,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/boot"
 	"github.com/hw-k8s/hw/pkg/cli"
 	"github.com/hw-k8s/hw/pkg/config"
+	crictlpkg "github.com/hw-k8s/hw/pkg/crictl"
 	"github.com/hw-k8s/hw/pkg/logging"
 	"github.com/hw-k8s/hw/pkg/shim"
 	"github.com/hw-k8s/hw/pkg/version"
@@ -41,6 +42,8 @@ func run(args []string) int {
 		return exitCode(kubectl(args))
 	case "ctr":
 		return exitCode(ctr(args))
+	case "crictl":
+		return exitCode(crictl(args))
 	}
 	urfave.VersionPrinter = func(*urfave.Context) { fmt.Println(version.String()) }
 	app := cli.NewApp(cli.Actions{
@@ -48,6 +51,7 @@ func run(args []string) int {
 		Agent:   agent,
 		Kubectl: kubectl,
 		Ctr:     ctr,
+		Crictl:  crictl,
 	})
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(os.Stderr, "hw: %v\n", err)
@@ -125,6 +129,21 @@ func ctr(args []string) error {
 	setDefaultEnv("CONTAINERD_ADDRESS", filepath.Join(config.DefaultRuntimeDir, "containerd", "containerd.sock"))
 	setDefaultEnv("CONTAINERD_NAMESPACE", "k8s.io")
 	return app.New().Run(args)
+}
+
+// crictl runs the host's crictl (it is not built in; see pkg/crictl) with
+// hw's containerd as its runtime and image endpoint.
+func crictl(args []string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	path, err := crictlpkg.Find(os.Getenv("PATH"), self)
+	if err != nil {
+		return err
+	}
+	socket := filepath.Join(config.DefaultRuntimeDir, "containerd", "containerd.sock")
+	return syscall.Exec(path, append([]string{path}, args[1:]...), crictlpkg.Env(os.Environ(), socket))
 }
 
 func setDefaultEnv(key, value string) {

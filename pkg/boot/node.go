@@ -20,6 +20,7 @@ import (
 
 	"github.com/hw-k8s/hw/pkg/assets"
 	"github.com/hw-k8s/hw/pkg/component/containerd"
+	"github.com/hw-k8s/hw/pkg/component/flannel"
 	"github.com/hw-k8s/hw/pkg/component/kubelet"
 	"github.com/hw-k8s/hw/pkg/component/kubeproxy"
 	"github.com/hw-k8s/hw/pkg/config"
@@ -37,7 +38,7 @@ type nodeConfig struct {
 	DataDir       string
 	Name          string
 	IP            net.IP
-	ClusterCIDR   string
+	ClusterCIDR   *net.IPNet
 	ClusterDNS    net.IP
 	ClusterDomain string
 	// ClientCA verifies the apiserver's requests to the kubelet.
@@ -50,7 +51,11 @@ type nodeConfig struct {
 	LabelKubeconfig string
 	ExtraKubelet    []string
 	ExtraKubeProxy  []string
-	Debug           bool
+	// FlannelBackend is a config.Flannel* value; FlannelIface may name the
+	// interface between nodes.
+	FlannelBackend string
+	FlannelIface   string
+	Debug          bool
 }
 
 // node boots containerd, kubelet and kube-proxy and wires the pod network.
@@ -66,18 +71,10 @@ func newNode(cfg nodeConfig) *node {
 	n.proxy = kubeproxy.Config{
 		NodeName:    cfg.Name,
 		Kubeconfig:  n.paths.KubeProxyConfig,
-		ClusterCIDR: cfg.ClusterCIDR,
+		ClusterCIDR: cfg.ClusterCIDR.String(),
 		ExtraArgs:   cfg.ExtraKubeProxy,
 	}
 	return n
-}
-
-// phases run before the node's components: nothing here starts a process.
-func (n *node) phases() []Phase {
-	return []Phase{
-		{"node-preflight", n.preflight},
-		{"assets", n.extractAssets},
-	}
 }
 
 // nodeTools are host programs the node needs besides kube-proxy's: kubelet
@@ -86,7 +83,10 @@ var nodeTools = []preflight.Tool{{Name: "mount", Package: "mount"}, {Name: "umou
 
 func (n *node) preflight(ctx context.Context) error {
 	tools := append(kubeproxy.RequiredTools(n.proxy.Mode()), nodeTools...)
-	return preflight.CheckTools("the node (kubelet, kube-proxy in "+n.proxy.Mode()+" mode)", tools, nil)
+	if err := preflight.CheckTools("the node (kubelet, kube-proxy in "+n.proxy.Mode()+" mode)", tools, nil); err != nil {
+		return err
+	}
+	return flannel.CheckKernel(n.cfg.FlannelBackend)
 }
 
 func (n *node) extractAssets(ctx context.Context) error {
@@ -136,7 +136,7 @@ func (n *node) snapshotter() string {
 // start runs the node's components under m, in order, then sets up the pod
 // network and waits until the node is Ready.
 func (n *node) start(ctx context.Context, m *lifecycle.Manager) error {
-	if err := runPhases(ctx, n.phases()); err != nil {
+	if err := runPhases(ctx, []Phase{{"assets", n.extractAssets}}); err != nil {
 		return err
 	}
 	ctr := containerd.New(containerd.Config{
@@ -145,7 +145,8 @@ func (n *node) start(ctx context.Context, m *lifecycle.Manager) error {
 		Address:             n.paths.ContainerdSocket,
 		ConfigFile:          n.paths.ContainerdConfig,
 		BinDir:              n.assets.BinDir(n.cfg.DataDir),
-		CNIConfDir:          n.paths.CNIConfDir,
+		CNIBinDirs:          n.cniBinDirs(),
+		CNIConfDir:          n.cniConfDir(),
 		PauseImage:          assets.PauseImageRef,
 		Snapshotter:         n.snapshotter(),
 		RestrictOOMScoreAdj: !hostinfo.HasSysResource(),
@@ -158,7 +159,7 @@ func (n *node) start(ctx context.Context, m *lifecycle.Manager) error {
 	if err := n.importImages(ctx); err != nil {
 		return err
 	}
-	for _, dir := range []string{n.paths.PodManifests, n.paths.CNIConfDir, n.paths.KubeletPlugins} {
+	for _, dir := range []string{n.paths.PodManifests, n.cniConfDir(), n.paths.KubeletPlugins} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
@@ -184,11 +185,60 @@ func (n *node) start(ctx context.Context, m *lifecycle.Manager) error {
 	if err := m.Start(ctx, kubeproxy.New(n.proxy)); err != nil {
 		return err
 	}
+	if !n.ownsPodNetwork() {
+		return runPhases(ctx, []Phase{
+			{"node-registered", n.waitRegistered},
+			{"node-labels", n.label},
+		})
+	}
+	if err := runPhases(ctx, []Phase{{"pod-subnet", n.waitPodSubnet}}); err != nil {
+		return err
+	}
+	fl := flannel.New(flannel.Config{
+		NodeName:    n.cfg.Name,
+		Kubeconfig:  n.paths.FlannelConfig,
+		ClusterCIDR: n.cfg.ClusterCIDR,
+		Backend:     n.cfg.FlannelBackend,
+		Iface:       n.cfg.FlannelIface,
+		NodeIP:      n.cfg.IP,
+		Dir:         n.paths.FlannelDir,
+		SubnetFile:  n.paths.FlannelSubnetFile,
+		NFTables:    n.proxy.Mode() == "nftables",
+	})
+	if err := m.Start(ctx, fl); err != nil {
+		return err
+	}
 	return runPhases(ctx, []Phase{
-		{"pod-network", n.podNetwork},
+		{"pod-network", func(ctx context.Context) error {
+			subnet, mtu := fl.Lease()
+			return network.WriteCNIConfig(n.paths.CNIConfDir, subnet.String(), mtu)
+		}},
 		{"node-labels", n.label},
 		{"node-ready", n.waitReady},
 	})
+}
+
+// ownsPodNetwork is false when the user brings their own CNI plugin
+// (--flannel-backend=none): hw then runs no flannel and writes no CNI config.
+func (n *node) ownsPodNetwork() bool { return n.cfg.FlannelBackend != config.FlannelNone }
+
+// cniConfDir is where containerd reads the pod network's config: hw's own
+// folder, or CNI's conventional one for a user-installed plugin.
+func (n *node) cniConfDir() string {
+	if n.ownsPodNetwork() {
+		return n.paths.CNIConfDir
+	}
+	return config.HostCNIConfDir
+}
+
+// cniBinDirs are where containerd looks for CNI plugins. hw's own come first;
+// a user-installed CNI puts its programs in CNI's conventional folder.
+func (n *node) cniBinDirs() []string {
+	dirs := []string{n.assets.BinDir(n.cfg.DataDir)}
+	if !n.ownsPodNetwork() {
+		dirs = append(dirs, config.HostCNIBinDir)
+	}
+	return dirs
 }
 
 // importImages imports the pause image hw carries and every archive in the
@@ -227,14 +277,13 @@ func (n *node) nodeClient() (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
-// podNetwork waits for the controller-manager to give this node its pod
-// subnet, then writes the CNI configuration for it.
-func (n *node) podNetwork(ctx context.Context) error {
+// waitPodSubnet waits for the controller-manager to give this node its pod
+// subnet, which flannel then leases.
+func (n *node) waitPodSubnet(ctx context.Context) error {
 	client, err := n.nodeClient()
 	if err != nil {
 		return err
 	}
-	log := klog.FromContext(ctx)
 	var podCIDR string
 	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 		node, err := client.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
@@ -247,8 +296,27 @@ func (n *node) podNetwork(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node %s got no pod subnet from the controller-manager: %w", n.cfg.Name, err)
 	}
-	log.Info("Pod network", "podCIDR", podCIDR)
-	return network.WriteCNIConfig(n.paths.CNIConfDir, podCIDR, 1500)
+	klog.FromContext(ctx).V(1).Info("Pod subnet assigned", "podCIDR", podCIDR)
+	return nil
+}
+
+// waitRegistered waits for kubelet to register the Node; without a pod
+// network it stays NotReady until the user installs a CNI plugin.
+func (n *node) waitRegistered(ctx context.Context) error {
+	client, err := n.nodeClient()
+	if err != nil {
+		return err
+	}
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := client.CoreV1().Nodes().Get(ctx, n.cfg.Name, metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s did not register: %w", n.cfg.Name, err)
+	}
+	klog.FromContext(ctx).Info("Node registered without a pod network (--flannel-backend=none): it turns Ready once you install a CNI plugin",
+		"config dir", config.HostCNIConfDir, "plugin dir", config.HostCNIBinDir)
+	return nil
 }
 
 func (n *node) label(ctx context.Context) error {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/hw-k8s/hw/pkg/component/apiserver"
@@ -18,6 +20,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 	"github.com/hw-k8s/hw/pkg/pki"
 	"github.com/hw-k8s/hw/pkg/preflight"
+	"github.com/hw-k8s/hw/pkg/rbac"
 	"github.com/hw-k8s/hw/pkg/token"
 )
 
@@ -30,22 +33,42 @@ type server struct {
 	token token.Token
 	// hostname goes into the serving certificate's SANs.
 	hostname string
+	// node is the server's own node: containerd, kubelet, kube-proxy, flannel.
+	node *node
 }
 
 // Server runs `hw server` until ctx is cancelled or a component fails.
 //
-// The sequence: check the host, make or load the PKI, write kubeconfigs and
-// the apiserver's files, the join token; then start etcd, kube-apiserver,
-// kube-controller-manager and kube-scheduler, each waited for until ready.
+// The sequence: check the host (for the node too), make or load the PKI,
+// write kubeconfigs and the apiserver's files, the join token; then start
+// etcd, kube-apiserver, kube-controller-manager and kube-scheduler, each
+// waited for until ready; then the node (see node.start).
 func Server(ctx context.Context, cfg *config.Server) error {
 	log := klog.FromContext(ctx)
 	begin := time.Now()
 	s := &server{cfg: cfg, paths: cfg.Paths()}
 	s.hostname, _ = os.Hostname()
+	s.node = newNode(nodeConfig{
+		DataDir:         cfg.DataDir,
+		Name:            cfg.NodeName,
+		IP:              cfg.NodeIP,
+		ClusterCIDR:     cfg.ClusterCIDR,
+		ClusterDNS:      cfg.ClusterDNS,
+		ClusterDomain:   cfg.ClusterDomain,
+		Labels:          map[string]string{"node-role.kubernetes.io/control-plane": "true"},
+		LabelKubeconfig: s.kubeconfig("admin"),
+		ExtraKubelet:    cfg.ExtraArgs.Kubelet,
+		ExtraKubeProxy:  cfg.ExtraArgs.KubeProxy,
+		FlannelBackend:  cfg.FlannelBackend,
+		FlannelIface:    cfg.FlannelIface,
+		Debug:           cfg.Debug,
+	})
 
 	if err := runPhases(ctx, []Phase{
 		{"preflight", s.preflight},
+		{"node-preflight", s.node.preflight},
 		{"pki", s.ensurePKI},
+		{"node-credentials", s.nodeCredentials},
 		{"kubeconfigs", s.writeKubeconfigs},
 		{"apiserver-files", s.writeAPIServerFiles},
 		{"token", s.ensureToken},
@@ -67,34 +90,20 @@ func Server(ctx context.Context, cfg *config.Server) error {
 		}
 	}
 	log.Info("Control plane ready", "took", time.Since(begin).Round(time.Millisecond))
-
-	nodePKI, err := s.nodeCredentials()
-	if err != nil {
+	if err := runPhases(ctx, []Phase{{"cluster-roles", s.ensureClusterRoles}}); err != nil {
 		return err
 	}
-	n := newNode(nodeConfig{
-		DataDir:         cfg.DataDir,
-		Name:            cfg.NodeName,
-		IP:              cfg.NodeIP,
-		ClusterCIDR:     cfg.ClusterCIDR.String(),
-		ClusterDNS:      cfg.ClusterDNS,
-		ClusterDomain:   cfg.ClusterDomain,
-		ClientCA:        s.pki.ClientCA.CertFile,
-		ServingCert:     nodePKI.KubeletServing.CertFile,
-		ServingKey:      nodePKI.KubeletServing.KeyFile,
-		Labels:          map[string]string{"node-role.kubernetes.io/control-plane": "true"},
-		LabelKubeconfig: s.kubeconfig("admin"),
-		ExtraKubelet:    cfg.ExtraArgs.Kubelet,
-		ExtraKubeProxy:  cfg.ExtraArgs.KubeProxy,
-		Debug:           cfg.Debug,
-	})
+
+	n := s.node
 	if err := n.start(ctx, m); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	log.Info("Node ready", "node", cfg.NodeName, "took", time.Since(begin).Round(time.Millisecond))
+	if n.ownsPodNetwork() {
+		log.Info("Node ready", "node", cfg.NodeName, "took", time.Since(begin).Round(time.Millisecond))
+	}
 	if cfg.WriteKubeconfig != "" {
 		log.Info("Cluster ready: run 'hw kubectl get nodes', or use this kubeconfig with any kubectl", "kubeconfig", cfg.WriteKubeconfig)
 	}
@@ -166,20 +175,42 @@ func (s *server) writeKubeconfigs(ctx context.Context) error {
 }
 
 // nodeCredentials issues this server's own node identity from its CAs and
-// writes the kubeconfigs of its kubelet and kube-proxy.
-func (s *server) nodeCredentials() (*pki.NodePKI, error) {
+// writes the kubeconfigs of its kubelet, kube-proxy and flannel.
+func (s *server) nodeCredentials(ctx context.Context) error {
 	node, err := pki.EnsureNode(s.paths.AgentTLS, s.pki.ClientCA, s.pki.ServerCA, s.cfg.NodeName, s.cfg.NodeIP, time.Now())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	url := s.cfg.APIServerURL()
-	if err := pki.WriteKubeconfig(s.paths.KubeletConfig, url, s.pki.ServerCA, node.KubeletClient, 0o600); err != nil {
-		return nil, err
+	for _, k := range []struct {
+		path string
+		user *pki.Leaf
+	}{
+		{s.paths.KubeletConfig, node.KubeletClient},
+		{s.paths.KubeProxyConfig, s.pki.KubeProxy},
+		{s.paths.FlannelConfig, s.pki.Flannel},
+	} {
+		if err := pki.WriteKubeconfig(k.path, url, s.pki.ServerCA, k.user, 0o600); err != nil {
+			return err
+		}
 	}
-	if err := pki.WriteKubeconfig(s.paths.KubeProxyConfig, url, s.pki.ServerCA, s.pki.KubeProxy, 0o600); err != nil {
-		return nil, err
+	s.node.cfg.ClientCA = s.pki.ClientCA.CertFile
+	s.node.cfg.ServingCert, s.node.cfg.ServingKey = node.KubeletServing.CertFile, node.KubeletServing.KeyFile
+	return nil
+}
+
+// ensureClusterRoles puts in place the roles hw's components need beyond
+// Kubernetes' defaults (flannel's).
+func (s *server) ensureClusterRoles(ctx context.Context) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.kubeconfig("admin"))
+	if err != nil {
+		return err
 	}
-	return node, nil
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	return rbac.Ensure(ctx, client)
 }
 
 func (s *server) kubeconfig(name string) string {

@@ -22,6 +22,7 @@ type Actions struct {
 	Agent   func(ctx context.Context, c *cli.Context) error
 	Kubectl func(args []string) error
 	Ctr     func(args []string) error
+	Crictl  func(args []string) error
 }
 
 // NewApp builds the `hw` command.
@@ -36,7 +37,7 @@ func NewApp(a Actions) *cli.App {
 		Commands: []*cli.Command{
 			{
 				Name:         "server",
-				Usage:        "run a control plane (and, once the node components land, a node)",
+				Usage:        "run a control plane and a node",
 				Flags:        serverFlags(),
 				OnUsageError: usageError,
 				Before:       loadConfigFile,
@@ -67,6 +68,12 @@ func NewApp(a Actions) *cli.App {
 				Usage:           "run containerd's ctr against hw's containerd",
 				SkipFlagParsing: true,
 				Action:          func(c *cli.Context) error { return a.Ctr(append([]string{"ctr"}, c.Args().Slice()...)) },
+			},
+			{
+				Name:            "crictl",
+				Usage:           "run the installed crictl against hw's containerd",
+				SkipFlagParsing: true,
+				Action:          func(c *cli.Context) error { return a.Crictl(append([]string{"crictl"}, c.Args().Slice()...)) },
 			},
 		},
 	}
@@ -101,6 +108,8 @@ func ServerConfig(c *cli.Context) (*config.Server, error) {
 		HTTPSPort:       c.Int(flagHTTPSPort),
 		TLSSANs:         c.StringSlice(flagTLSSAN),
 		ClusterDomain:   c.String(flagClusterDomain),
+		FlannelBackend:  c.String(flagFlannelBackend),
+		FlannelIface:    c.String(flagFlannelIface),
 		WriteKubeconfig: c.String(flagWriteKubeconfig),
 		Disable:         c.StringSlice(flagDisable),
 		Debug:           c.Bool(flagDebug),

@@ -39,7 +39,8 @@ func TestDefaults(t *testing.T) {
 	}
 	if cfg.DataDir != "/var/lib/hw" || cfg.HTTPSPort != 6443 || cfg.ClusterCIDR.String() != "10.42.0.0/16" ||
 		cfg.ServiceCIDR.String() != "10.43.0.0/16" || cfg.ClusterDNS.String() != "10.43.0.10" ||
-		cfg.ClusterDomain != "cluster.local" || cfg.WriteKubeconfig != "/etc/hw/hw.yaml" || cfg.WriteKubeconfigMode != 0o600 {
+		cfg.ClusterDomain != "cluster.local" || cfg.WriteKubeconfig != "/etc/hw/hw.yaml" || cfg.WriteKubeconfigMode != 0o600 ||
+		cfg.FlannelBackend != "vxlan" || cfg.FlannelIface != "" {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
 }
@@ -109,6 +110,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"bad mode", []string{"--write-kubeconfig-mode", "rw"}, "not an octal file mode"},
 		{"bad passthrough", []string{"--kube-apiserver-arg", "novalue"}, "want KEY=VALUE"},
 		{"relative data dir", []string{"--data-dir", "rel/dir"}, "must be an absolute path"},
+		{"unknown flannel backend", []string{"--flannel-backend", "wireguard"}, `--flannel-backend "wireguard" is not one of vxlan, host-gw, wireguard-native, none`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := runServer(t, tc.args...)

@@ -4,6 +4,8 @@
 package cli
 
 import (
+	"strings"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/hw-k8s/hw/pkg/config"
@@ -25,6 +27,8 @@ const (
 	flagServiceCIDR         = "service-cidr"
 	flagClusterDNS          = "cluster-dns"
 	flagClusterDomain       = "cluster-domain"
+	flagFlannelBackend      = "flannel-backend"
+	flagFlannelIface        = "flannel-iface"
 	flagWriteKubeconfig     = "write-kubeconfig"
 	flagWriteKubeconfigMode = "write-kubeconfig-mode"
 	flagDisable             = "disable"
@@ -46,6 +50,7 @@ func commonFlags() []cli.Flag {
 			Usage: "folder for hw's state: certificates, etcd, images"},
 		&cli.StringFlag{Name: flagNodeName, EnvVars: []string{"HW_NODE_NAME"}, Usage: "node name (default: the host name)"},
 		&cli.StringFlag{Name: flagNodeIP, Aliases: []string{"i"}, EnvVars: []string{"HW_NODE_IP"}, Usage: "IPv4 address of this node (default: address of the default-route interface)"},
+		&cli.StringFlag{Name: flagFlannelIface, Usage: "interface (name or address) for pod traffic between nodes (default: the one holding --node-ip)"},
 		&cli.BoolFlag{Name: flagDebug, EnvVars: []string{"HW_DEBUG"}, Usage: "log more: component arguments, phase timings, verbose component logs"},
 		&cli.StringSliceFlag{Name: flagKubeletArg, Usage: "extra KEY=VALUE argument for kubelet (repeatable)"},
 		&cli.StringSliceFlag{Name: flagKubeProxyArg, Usage: "extra KEY=VALUE argument for kube-proxy (repeatable)"},
@@ -64,6 +69,8 @@ func serverFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagServiceCIDR, Value: config.DefaultServiceCIDR, Usage: "Service ClusterIP range"},
 		&cli.StringFlag{Name: flagClusterDNS, Value: config.DefaultClusterDNS, Usage: "ClusterIP of the cluster DNS service"},
 		&cli.StringFlag{Name: flagClusterDomain, Value: config.DefaultClusterDomain, Usage: "cluster DNS domain"},
+		&cli.StringFlag{Name: flagFlannelBackend, Value: config.FlannelVXLAN,
+			Usage: "pod network between nodes: " + strings.Join(config.FlannelBackends, ", ") + " (none: install your own CNI)"},
 		&cli.StringFlag{Name: flagWriteKubeconfig, Aliases: []string{"o"}, EnvVars: []string{"HW_KUBECONFIG_OUTPUT"}, Value: config.DefaultKubeconfigPath,
 			Usage: "write the admin kubeconfig here (empty: don't)"},
 		&cli.StringFlag{Name: flagWriteKubeconfigMode, EnvVars: []string{"HW_KUBECONFIG_MODE"}, Value: config.DefaultKubeconfigMode,

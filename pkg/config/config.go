@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -33,6 +34,25 @@ const (
 	defaultNodeCIDRMaskLen = 24
 )
 
+// Pod network backends (--flannel-backend).
+const (
+	FlannelVXLAN     = "vxlan"
+	FlannelHostGW    = "host-gw"
+	FlannelWireGuard = "wireguard-native"
+	// FlannelNone runs no flannel: the user installs a CNI plugin of their own.
+	FlannelNone = "none"
+)
+
+// FlannelBackends are the valid --flannel-backend values.
+var FlannelBackends = []string{FlannelVXLAN, FlannelHostGW, FlannelWireGuard, FlannelNone}
+
+// Where a user-installed CNI plugin (--flannel-backend=none) puts its config
+// and programs, as CNI's own conventions have it.
+const (
+	HostCNIConfDir = "/etc/cni/net.d"
+	HostCNIBinDir  = "/opt/cni/bin"
+)
+
 // Server is everything `hw server` was asked to do.
 type Server struct {
 	DataDir          string
@@ -47,7 +67,11 @@ type Server struct {
 	ServiceCIDR      *net.IPNet
 	ClusterDNS       net.IP
 	ClusterDomain    string
-	WriteKubeconfig  string
+	FlannelBackend   string
+	// FlannelIface is the interface (name or address) for traffic between
+	// nodes; empty: the one holding NodeIP.
+	FlannelIface    string
+	WriteKubeconfig string
 	// WriteKubeconfigMode is the file mode of the copy at WriteKubeconfig.
 	WriteKubeconfigMode os.FileMode
 	Disable             []string
@@ -88,11 +112,14 @@ type Paths struct {
 	Images           string // airgap image tarballs imported on start
 	KubeletConfig    string // kubelet's kubeconfig
 	KubeProxyConfig  string // kube-proxy's kubeconfig
+	FlannelConfig    string // flannel's kubeconfig
 	KubeletPlugins   string // flexvolume plugin dir
+	FlannelDir       string // flannel's network config and WireGuard key
 
 	// Runtime, below /run/hw.
-	ContainerdState  string
-	ContainerdSocket string
+	ContainerdState   string
+	ContainerdSocket  string
+	FlannelSubnetFile string // flannel's lease: FLANNEL_SUBNET, FLANNEL_MTU…
 }
 
 // PathsFor derives every path from the data dir.
@@ -117,10 +144,13 @@ func PathsFor(dataDir string) Paths {
 		Images:           filepath.Join(agent, "images"),
 		KubeletConfig:    filepath.Join(agent, "kubelet.kubeconfig"),
 		KubeProxyConfig:  filepath.Join(agent, "kubeproxy.kubeconfig"),
+		FlannelConfig:    filepath.Join(agent, "flannel.kubeconfig"),
 		KubeletPlugins:   filepath.Join(agent, "kubelet-plugins"),
+		FlannelDir:       filepath.Join(agent, "etc", "flannel"),
 
-		ContainerdState:  filepath.Join(DefaultRuntimeDir, "containerd"),
-		ContainerdSocket: filepath.Join(DefaultRuntimeDir, "containerd", "containerd.sock"),
+		ContainerdState:   filepath.Join(DefaultRuntimeDir, "containerd"),
+		ContainerdSocket:  filepath.Join(DefaultRuntimeDir, "containerd", "containerd.sock"),
+		FlannelSubnetFile: filepath.Join(DefaultRuntimeDir, "flannel", "subnet.env"),
 	}
 }
 
@@ -176,6 +206,9 @@ func (s *Server) Validate() error {
 	}
 	if s.ClusterDomain == "" || strings.HasPrefix(s.ClusterDomain, ".") || strings.HasSuffix(s.ClusterDomain, ".") {
 		return fmt.Errorf("--cluster-domain %q is not a valid domain (example: cluster.local)", s.ClusterDomain)
+	}
+	if !slices.Contains(FlannelBackends, s.FlannelBackend) {
+		return fmt.Errorf("--flannel-backend %q is not one of %s", s.FlannelBackend, strings.Join(FlannelBackends, ", "))
 	}
 	if s.NodeName != strings.ToLower(s.NodeName) {
 		return fmt.Errorf("--node-name %q must be lower case", s.NodeName)

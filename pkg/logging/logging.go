@@ -39,6 +39,7 @@ var componentByPackage = []struct{ prefix, name string }{
 	{"k8s.io/kubernetes/pkg/kubelet", "kubelet"},
 	{"k8s.io/kubernetes/cmd/kube-proxy", "kube-proxy"},
 	{"k8s.io/kubernetes/pkg/proxy", "kube-proxy"},
+	{"github.com/flannel-io/flannel", "flannel"},
 	{"github.com/hw-k8s/hw", "hw"},
 }
 

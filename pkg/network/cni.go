@@ -26,7 +26,7 @@ func WriteCNIConfig(dir, podCIDR string, mtu int) error {
 				"type":         "bridge",
 				"bridge":       BridgeName,
 				"isGateway":    true,
-				"ipMasq":       false, // hw masquerades pod egress itself, once per node
+				"ipMasq":       false, // flannel masquerades pod egress, once per node
 				"hairpinMode":  true,
 				"forceAddress": true,
 				"mtu":          mtu,

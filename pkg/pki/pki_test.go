@@ -38,7 +38,7 @@ func TestEnsureServerChainsAndUsages(t *testing.T) {
 		t.Fatal(err)
 	}
 	verifyChain(t, p.APIServerServing, p.ServerCA, x509.ExtKeyUsageServerAuth)
-	for _, l := range []*Leaf{p.Admin, p.APIServerKubeletClient, p.ControllerManager, p.Scheduler, p.KubeProxy} {
+	for _, l := range []*Leaf{p.Admin, p.APIServerKubeletClient, p.ControllerManager, p.Scheduler, p.KubeProxy, p.Flannel} {
 		verifyChain(t, l, p.ClientCA, x509.ExtKeyUsageClientAuth)
 	}
 	verifyChain(t, p.FrontProxyClient, p.RequestHeaderCA, x509.ExtKeyUsageClientAuth)
@@ -92,8 +92,8 @@ func TestEnsureServerIsIdempotentAndKeysArePrivate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(first.Issued()) != 10 {
-		t.Errorf("first run issued %d certificates, want 10", len(first.Issued()))
+	if len(first.Issued()) != 11 {
+		t.Errorf("first run issued %d certificates, want 11", len(first.Issued()))
 	}
 	second, err := EnsureServer(dir, testNames(), time.Now())
 	if err != nil {

@@ -30,6 +30,7 @@ type ServerPKI struct {
 	ControllerManager      *Leaf
 	Scheduler              *Leaf
 	KubeProxy              *Leaf
+	Flannel                *Leaf // every node's flannel; RBAC: rbac.FlannelUser
 	FrontProxyClient       *Leaf
 	EtcdServer             *Leaf
 	EtcdPeer               *Leaf
@@ -89,6 +90,7 @@ func EnsureServer(dir string, names ServerNames, now time.Time) (*ServerPKI, err
 		{leafSpec{&p.ControllerManager, &p.ClientCA, LeafSpec{Name: "client-controller", CommonName: "system:kube-controller-manager", Usage: ClientAuth}}, dir},
 		{leafSpec{&p.Scheduler, &p.ClientCA, LeafSpec{Name: "client-scheduler", CommonName: "system:kube-scheduler", Usage: ClientAuth}}, dir},
 		{leafSpec{&p.KubeProxy, &p.ClientCA, LeafSpec{Name: "client-kube-proxy", CommonName: "system:kube-proxy", Usage: ClientAuth}}, dir},
+		{leafSpec{&p.Flannel, &p.ClientCA, LeafSpec{Name: "client-flannel", CommonName: "system:hw-flannel", Usage: ClientAuth}}, dir},
 		{leafSpec{&p.FrontProxyClient, &p.RequestHeaderCA, LeafSpec{Name: "client-auth-proxy", CommonName: "system:auth-proxy", Usage: ClientAuth}}, dir},
 		{leafSpec{&p.EtcdServer, &p.EtcdServerCA, LeafSpec{Name: "server-client", CommonName: "etcd-server", Usage: ServerAuth | ClientAuth, DNSNames: []string{"localhost", names.NodeName}, IPs: etcdIPs}}, etcdDir},
 		{leafSpec{&p.EtcdPeer, &p.EtcdPeerCA, LeafSpec{Name: "peer-server-client", CommonName: "etcd-peer", Usage: ServerAuth | ClientAuth, DNSNames: []string{"localhost", names.NodeName}, IPs: etcdIPs}}, etcdDir},
@@ -114,7 +116,7 @@ func EnsureServer(dir string, names ServerNames, now time.Time) (*ServerPKI, err
 func (p *ServerPKI) Issued() []string {
 	var out []string
 	for _, l := range []*Leaf{p.APIServerServing, p.APIServerKubeletClient, p.Admin, p.ControllerManager,
-		p.Scheduler, p.KubeProxy, p.FrontProxyClient, p.EtcdServer, p.EtcdPeer, p.EtcdClient} {
+		p.Scheduler, p.KubeProxy, p.Flannel, p.FrontProxyClient, p.EtcdServer, p.EtcdPeer, p.EtcdClient} {
 		if l.Issued {
 			out = append(out, l.CertFile)
 		}

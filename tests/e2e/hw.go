@@ -82,7 +82,8 @@ func (h *hwNode) start(t *testing.T, args ...string) *hwProcess {
 	}()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", logPath, tail(logPath, 60))
+			t.Logf("hw's own lines in %s:\n%s", logPath, grepLines(logPath, "[hw] ", 80))
+			t.Logf("last lines of %s:\n%s", logPath, tail(logPath, 30))
 		}
 		p.kill()
 	})
@@ -90,10 +91,11 @@ func (h *hwNode) start(t *testing.T, args ...string) *hwProcess {
 }
 
 // privateDirs are host paths each node gets its own copy of: kubelet's and
-// CNI's fixed paths, and hw's own config dir.
+// CNI's fixed paths (a user's own CNI plugin goes in /etc/cni and /opt/cni),
+// and hw's own config dir.
 // /run is one too, kept across restarts of hw as a machine keeps it: shims and
 // containerd's state live there.
-var privateDirs = []string{"/run", "/etc/hw", "/var/lib/kubelet", "/var/lib/cni", "/var/log/pods", "/var/log/containers"}
+var privateDirs = []string{"/run", "/etc/hw", "/etc/cni", "/opt/cni", "/var/lib/kubelet", "/var/lib/cni", "/var/log/pods", "/var/log/containers"}
 
 // prelude is the shell run inside the node's namespaces before hw. `ip netns
 // exec` gives the command its own mount namespace (a slave of the host's), so
@@ -179,6 +181,21 @@ func (p *hwProcess) stop(t *testing.T, timeout time.Duration) error {
 		t.Fatalf("hw did not exit within %s of SIGTERM", timeout)
 		return nil
 	}
+}
+
+// grepLines returns the last n lines of the file that start with prefix.
+func grepLines(path, prefix string, n int) string {
+	data, _ := os.ReadFile(path)
+	var lines [][]byte
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if bytes.HasPrefix(line, []byte(prefix)) {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
 }
 
 func tail(path string, n int) string {

@@ -16,7 +16,16 @@ const webappImage = "hw.local/e2e-webapp:1"
 
 // writeWebappImage builds the webapp from source and writes its image, as a
 // docker-archive tarball, to path: an airgap image, imported offline by hw.
-func writeWebappImage(t *testing.T, path string) {
+// It returns the webapp program, for use outside the cluster.
+func writeWebappImage(t *testing.T, path string) string {
+	t.Helper()
+	bin := buildWebapp(t)
+	writeWebappImageFrom(t, bin, path)
+	return bin
+}
+
+// buildWebapp builds the webapp program from source.
+func buildWebapp(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "webapp")
 	cmd := exec.Command("go", "build", "-o", bin, "./testdata/webapp")
@@ -24,6 +33,12 @@ func writeWebappImage(t *testing.T, path string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building webapp: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// writeWebappImageFrom writes the image of an already built webapp.
+func writeWebappImageFrom(t *testing.T, bin, path string) {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -35,4 +50,20 @@ func writeWebappImage(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// serveOutside runs the webapp on a test host outside the cluster, on port
+// 9090, until the test ends; it returns its base URL.
+func serveOutside(t *testing.T, host *testNode, webapp string) string {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", host.netns, webapp, "serve")
+	cmd.Env = append(os.Environ(), "LISTEN=:9090")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return "http://" + hostPort(host.ip, 9090)
 }

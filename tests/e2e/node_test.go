@@ -30,7 +30,8 @@ func TestNode(t *testing.T) {
 	netw := newNetwork(t)
 	node := newHWNode(t, netw.addNode(t, "node"))
 	outside := netw.addNode(t, "client") // another host on the same network, without hw
-	writeWebappImage(t, filepath.Join(node.dataDir, "agent", "images", "webapp.tar"))
+	webapp := writeWebappImage(t, filepath.Join(node.dataDir, "agent", "images", "webapp.tar"))
+	outsideURL := serveOutside(t, outside, webapp)
 	ctx := context.Background()
 
 	p := node.server(t)
@@ -92,6 +93,8 @@ func TestNode(t *testing.T) {
 		}
 		return nil
 	})
+
+	checkPodNetwork(t, node, client, pods[0].Name, "vxlan", outsideURL)
 
 	// kubectl logs and port-forward go through the apiserver to the kubelet.
 	out, err := node.kubectl(t, "logs", pods[0].Name)
@@ -172,6 +175,37 @@ spec:
 	})
 	eventually(t, time.Minute, "no trace of the deleted pods", func(ctx context.Context) error {
 		return noTraces(node, p, pods)
+	})
+}
+
+// checkPodNetwork checks flannel's work on a node: the backend recorded on
+// the Node, its device, and pod traffic to a host outside the cluster leaving
+// with the node's address (masqueraded).
+func checkPodNetwork(t *testing.T, node *hwNode, client kubernetes.Interface, pod, backend, outsideURL string) {
+	t.Helper()
+	n, err := client.CoreV1().Nodes().Get(context.Background(), node.nodeName(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Annotations["flannel.alpha.coreos.com/backend-type"]; got != backend {
+		t.Errorf("node annotation flannel.alpha.coreos.com/backend-type = %q, want %q", got, backend)
+	}
+	link, err := exec.Command("ip", "-n", node.netns, "-d", "link", "show", "flannel.1").CombinedOutput()
+	if backend == "vxlan" && (err != nil || !strings.Contains(string(link), "vxlan id 1")) {
+		t.Errorf("no VXLAN device flannel.1: %v %s", err, link)
+	}
+	if backend != "vxlan" && err == nil {
+		t.Errorf("backend %s, yet a VXLAN device flannel.1 exists", backend)
+	}
+	eventually(t, time.Minute, "pod egress masqueraded to the node's address", func(ctx context.Context) error {
+		out, err := node.kubectl(t, "exec", pod, "--", "/webapp", "get", outsideURL+"/ip")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if strings.TrimSpace(out) != node.ip {
+			return fmt.Errorf("the outside host saw %q, want the node's %s", out, node.ip)
+		}
+		return nil
 	})
 }
 

@@ -15,7 +15,9 @@ type Config struct {
 	// ConfigFile is where the generated config.toml is written.
 	ConfigFile string
 	// BinDir holds runc, the CNI plugins and the shim link.
-	BinDir     string
+	BinDir string
+	// CNIBinDirs are searched for CNI plugins; CNIConfDir holds the network.
+	CNIBinDirs []string
 	CNIConfDir string
 	PauseImage string
 	// Snapshotter is overlayfs, or native where overlayfs is unavailable.
@@ -65,7 +67,7 @@ disabled_plugins = ["io.containerd.ttrpc.v1.task", "io.containerd.metrics.v1.grp
         Root = "{{.State}}/runc"
         SystemdCgroup = false
   [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ["{{.BinDir}}"]
+    bin_dirs = [{{range $i, $d := .CNIBinDirs}}{{if $i}}, {{end}}"{{$d}}"{{end}}]
     conf_dir = "{{.CNIConfDir}}"
 `))
 

@@ -1,11 +1,13 @@
 // Command webapp is the e2e tests' workload: `webapp serve` answers every
-// HTTP request with its host (pod) name; `webapp get URL` fetches URL and
-// prints the body, for checks made from inside a pod.
+// HTTP request with its host (pod) name, and /ip with the caller's address;
+// `webapp get URL` fetches URL and prints the body, for checks made from
+// inside a pod.
 package main
 
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -31,6 +33,10 @@ func main() {
 	fmt.Printf("webapp %s listening on %s\n", name, addr)
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, name)
+	})
+	http.HandleFunc("/ip", func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprint(w, host)
 	})
 	if err := http.ListenAndServe(addr, nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
