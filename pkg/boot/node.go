@@ -55,7 +55,9 @@ type nodeConfig struct {
 	// interface between nodes.
 	FlannelBackend string
 	FlannelIface   string
-	Debug          bool
+	// Snapshotter is the user's --snapshotter; empty: detect.
+	Snapshotter string
+	Debug       bool
 }
 
 // node boots containerd, kubelet and kube-proxy and wires the pod network.
@@ -127,10 +129,7 @@ func (n *node) shimPath() string {
 }
 
 func (n *node) snapshotter() string {
-	if hostinfo.OverlaySupported() {
-		return "overlayfs"
-	}
-	return "native"
+	return hostinfo.Snapshotter(n.cfg.Snapshotter, hostinfo.OverlaySupported())
 }
 
 // start runs the node's components under m, in order, then sets up the pod

@@ -61,6 +61,7 @@ func Server(ctx context.Context, cfg *config.Server) error {
 		ExtraKubeProxy:  cfg.ExtraArgs.KubeProxy,
 		FlannelBackend:  cfg.FlannelBackend,
 		FlannelIface:    cfg.FlannelIface,
+		Snapshotter:     cfg.Snapshotter,
 		Debug:           cfg.Debug,
 	})
 

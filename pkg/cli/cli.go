@@ -110,6 +110,7 @@ func ServerConfig(c *cli.Context) (*config.Server, error) {
 		ClusterDomain:   c.String(flagClusterDomain),
 		FlannelBackend:  c.String(flagFlannelBackend),
 		FlannelIface:    c.String(flagFlannelIface),
+		Snapshotter:     c.String(flagSnapshotter),
 		WriteKubeconfig: c.String(flagWriteKubeconfig),
 		Disable:         c.StringSlice(flagDisable),
 		Debug:           c.Bool(flagDebug),

@@ -110,6 +110,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"bad mode", []string{"--write-kubeconfig-mode", "rw"}, "not an octal file mode"},
 		{"bad passthrough", []string{"--kube-apiserver-arg", "novalue"}, "want KEY=VALUE"},
 		{"relative data dir", []string{"--data-dir", "rel/dir"}, "must be an absolute path"},
+		{"unknown snapshotter", []string{"--snapshotter", "zfs"}, `--snapshotter "zfs" is not one of overlayfs, native`},
 		{"unknown flannel backend", []string{"--flannel-backend", "wireguard"}, `--flannel-backend "wireguard" is not one of vxlan, host-gw, wireguard-native, none`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -29,6 +29,7 @@ const (
 	flagClusterDomain       = "cluster-domain"
 	flagFlannelBackend      = "flannel-backend"
 	flagFlannelIface        = "flannel-iface"
+	flagSnapshotter         = "snapshotter"
 	flagWriteKubeconfig     = "write-kubeconfig"
 	flagWriteKubeconfigMode = "write-kubeconfig-mode"
 	flagDisable             = "disable"
@@ -51,6 +52,7 @@ func commonFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagNodeName, EnvVars: []string{"HW_NODE_NAME"}, Usage: "node name (default: the host name)"},
 		&cli.StringFlag{Name: flagNodeIP, Aliases: []string{"i"}, EnvVars: []string{"HW_NODE_IP"}, Usage: "IPv4 address of this node (default: address of the default-route interface)"},
 		&cli.StringFlag{Name: flagFlannelIface, Usage: "interface (name or address) for pod traffic between nodes (default: the one holding --node-ip)"},
+		&cli.StringFlag{Name: flagSnapshotter, Usage: "containerd snapshotter: " + strings.Join(config.Snapshotters, ", ") + " (default: overlayfs where the kernel has it, else native)"},
 		&cli.BoolFlag{Name: flagDebug, EnvVars: []string{"HW_DEBUG"}, Usage: "log more: component arguments, phase timings, verbose component logs"},
 		&cli.StringSliceFlag{Name: flagKubeletArg, Usage: "extra KEY=VALUE argument for kubelet (repeatable)"},
 		&cli.StringSliceFlag{Name: flagKubeProxyArg, Usage: "extra KEY=VALUE argument for kube-proxy (repeatable)"},

@@ -43,6 +43,9 @@ const (
 	FlannelNone = "none"
 )
 
+// Snapshotters are the valid --snapshotter values.
+var Snapshotters = []string{"overlayfs", "native"}
+
 // FlannelBackends are the valid --flannel-backend values.
 var FlannelBackends = []string{FlannelVXLAN, FlannelHostGW, FlannelWireGuard, FlannelNone}
 
@@ -70,7 +73,10 @@ type Server struct {
 	FlannelBackend   string
 	// FlannelIface is the interface (name or address) for traffic between
 	// nodes; empty: the one holding NodeIP.
-	FlannelIface    string
+	FlannelIface string
+	// Snapshotter is containerd's snapshotter (overlayfs, native); empty:
+	// overlayfs where the kernel has it, else native.
+	Snapshotter     string
 	WriteKubeconfig string
 	// WriteKubeconfigMode is the file mode of the copy at WriteKubeconfig.
 	WriteKubeconfigMode os.FileMode
@@ -209,6 +215,9 @@ func (s *Server) Validate() error {
 	}
 	if !slices.Contains(FlannelBackends, s.FlannelBackend) {
 		return fmt.Errorf("--flannel-backend %q is not one of %s", s.FlannelBackend, strings.Join(FlannelBackends, ", "))
+	}
+	if s.Snapshotter != "" && !slices.Contains(Snapshotters, s.Snapshotter) {
+		return fmt.Errorf("--snapshotter %q is not one of %s", s.Snapshotter, strings.Join(Snapshotters, ", "))
 	}
 	if s.NodeName != strings.ToLower(s.NodeName) {
 		return fmt.Errorf("--node-name %q must be lower case", s.NodeName)

@@ -105,5 +105,29 @@ func HasSysResource() bool {
 // OverlaySupported reports whether the kernel offers overlayfs.
 func OverlaySupported() bool {
 	data, err := os.ReadFile("/proc/filesystems")
-	return err == nil && strings.Contains(string(data), "\toverlay\n")
+	return err == nil && overlayListed(string(data))
+}
+
+// overlayListed reads /proc/filesystems' format: "nodev\toverlay" lines.
+func overlayListed(filesystems string) bool {
+	for _, line := range strings.Split(filesystems, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) > 0 && fields[len(fields)-1] == "overlay" {
+			return true
+		}
+	}
+	return false
+}
+
+// Snapshotter is the containerd snapshotter to use: the user's choice, else
+// overlayfs where the kernel has it, else native (plain copies: slower and
+// bigger, but works on any filesystem).
+func Snapshotter(choice string, overlay bool) string {
+	if choice != "" {
+		return choice
+	}
+	if overlay {
+		return "overlayfs"
+	}
+	return "native"
 }

@@ -88,6 +88,8 @@ func (im *Importer) ImportAll(ctx context.Context, files []string) ([]string, er
 		if err != nil {
 			return imported, err
 		}
+		// Images are unpacked for one snapshotter: another one needs a new import.
+		fp += ":" + im.Snapshotter
 		if state[f] == fp {
 			log.V(1).Info("Image archive unchanged, not importing", "file", f)
 			continue

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -48,11 +49,87 @@ type hwNode struct {
 	root    string // everything of this node lives below
 	dataDir string
 	runs    int
+	// machine holds the node's mount namespace (see machine) between runs.
+	machine *exec.Cmd
 }
 
 func newHWNode(t *testing.T, node *testNode) *hwNode {
 	root := t.TempDir()
-	return &hwNode{testNode: node, bin: hwBinary(t), root: root, dataDir: filepath.Join(root, "data")}
+	h := &hwNode{testNode: node, bin: hwBinary(t), root: root, dataDir: filepath.Join(root, "data")}
+	// Runs after hw is killed (cleanups run last-registered first).
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("network of node %s at the end:\n%s", h.name, h.networkState())
+		}
+		if err := h.killPods(); err != nil {
+			t.Errorf("cleaning up node %s: %v", h.name, err)
+		}
+	})
+	return h
+}
+
+// networkState shows the node's links, routes and firewall, for failures.
+func (h *hwNode) networkState() string {
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"ip", "-n", h.netns, "-br", "link"},
+		{"ip", "-n", h.netns, "-br", "addr"},
+		{"ip", "-n", h.netns, "route"},
+		{"ip", "netns", "exec", h.netns, "iptables-save"},
+	} {
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		fmt.Fprintf(&b, "$ %s (%v)\n%s\n", strings.Join(args, " "), err, out)
+	}
+	return b.String()
+}
+
+// killPods ends what outlives hw by design: shims (in the node's network
+// namespace) and containers (in the node's kubelet cgroup root), then
+// removes the cgroups, so nothing of a test is left on the machine.
+func (h *hwNode) killPods() error {
+	out, _ := exec.Command("ip", "netns", "pids", h.netns).Output()
+	for _, pid := range strings.Fields(string(out)) {
+		// The test itself shows up: its dialing threads entered the namespace.
+		if pid != fmt.Sprint(os.Getpid()) {
+			exec.Command("kill", "-9", pid).Run()
+		}
+	}
+	if h.machine != nil {
+		h.machine.Wait()
+	}
+	var dirs []string
+	for _, m := range hostCgroupMountsNoTest() {
+		root := filepath.Join(m.dir, h.cgroupRoot())
+		filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left := 0
+		for _, dir := range dirs {
+			procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+			for _, pid := range strings.Fields(string(procs)) {
+				left++
+				exec.Command("kill", "-9", pid).Run()
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d processes left in cgroup %s", left, h.cgroupRoot())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Deepest first: a cgroup is removed once its children are.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Remove(dirs[i])
+	}
+	return nil
 }
 
 func (h *hwNode) kubeconfig() string { return filepath.Join(h.root, "etc-hw", "hw.yaml") }
@@ -67,9 +144,9 @@ func (h *hwNode) start(t *testing.T, args ...string) *hwProcess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := h.prelude(t) + `exec "$@"`
-	cmdArgs := append([]string{"netns", "exec", h.netns, "sh", "-c", script, "sh", h.bin}, args...)
-	cmd := exec.Command("ip", cmdArgs...)
+	holder := h.ensureMachine(t)
+	cmdArgs := append([]string{"-t", holder, "-m", "-n", "--", h.bin}, args...)
+	cmd := exec.Command("nsenter", cmdArgs...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -90,6 +167,37 @@ func (h *hwNode) start(t *testing.T, args ...string) *hwProcess {
 	return p
 }
 
+// ensureMachine starts, once per node, a process that holds the node's mount
+// namespace for the whole test, as a machine keeps its mounts across
+// restarts of hw: pods' network namespaces are bind mounts under /run/netns
+// that must outlive hw. It returns the holder's PID for nsenter.
+func (h *hwNode) ensureMachine(t *testing.T) string {
+	t.Helper()
+	if h.machine != nil {
+		return fmt.Sprint(h.machine.Process.Pid)
+	}
+	script := h.prelude(t) + "echo ready\nexec sleep infinity\n"
+	cmd := exec.Command("ip", "netns", "exec", h.netns, "sh", "-c", script)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("setting up node %s's mounts: %v %q %s", h.name, err, line, stderr.String())
+	}
+	// killPods ends the holder with everything else in the namespace.
+	h.machine = cmd
+	return fmt.Sprint(cmd.Process.Pid)
+}
+
 // privateDirs are host paths each node gets its own copy of: kubelet's and
 // CNI's fixed paths (a user's own CNI plugin goes in /etc/cni and /opt/cni),
 // and hw's own config dir.
@@ -97,7 +205,7 @@ func (h *hwNode) start(t *testing.T, args ...string) *hwProcess {
 // containerd's state live there.
 var privateDirs = []string{"/run", "/etc/hw", "/etc/cni", "/opt/cni", "/var/lib/kubelet", "/var/lib/cni", "/var/log/pods", "/var/log/containers"}
 
-// prelude is the shell run inside the node's namespaces before hw. `ip netns
+// prelude is the shell that sets up the node's mount namespace. `ip netns
 // exec` gives the command its own mount namespace (a slave of the host's), so
 // these mounts are seen by this node only. It also mounts a fresh /sys, which
 // hides the cgroup hierarchies: they are mounted again as the host has them,
@@ -119,15 +227,25 @@ func (h *hwNode) prelude(t *testing.T) string {
 }
 
 // cgroupRoot is this node's kubelet cgroup root (--kubelet-arg=cgroup-root).
-func (h *hwNode) cgroupRoot() string { return "hw-e2e-" + h.name }
+// It carries the network namespace's name, which is unique per test run, so
+// runs never share a cgroup.
+func (h *hwNode) cgroupRoot() string { return h.netns }
 
 type cgroupMount struct{ dir, fstype, opts string }
 
 // hostCgroupMounts reads the host's cgroup hierarchies from mountinfo.
 func hostCgroupMounts(t *testing.T) []cgroupMount {
+	out := hostCgroupMountsNoTest()
+	if len(out) == 0 {
+		t.Fatal("no cgroup hierarchies on this host")
+	}
+	return out
+}
+
+func hostCgroupMountsNoTest() []cgroupMount {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		t.Fatal(err)
+		return nil
 	}
 	var out []cgroupMount
 	for _, line := range strings.Split(string(data), "\n") {
@@ -148,9 +266,6 @@ func hostCgroupMounts(t *testing.T) []cgroupMount {
 			}
 		}
 		out = append(out, cgroupMount{dir: f[4], fstype: g[0], opts: opts})
-	}
-	if len(out) == 0 {
-		t.Fatal("no cgroup hierarchies on this host")
 	}
 	return out
 }

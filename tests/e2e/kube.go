@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -44,10 +45,28 @@ func eventually(t *testing.T, timeout time.Duration, what string, check func(ctx
 	}
 }
 
-// waitNodeReady waits for the node object to be Ready.
+// waitNodeReady waits for this hw to say its node is Ready (after a restart
+// the Node object may still be Ready from before), then for the Node object.
 func (h *hwNode) waitNodeReady(t *testing.T, p *hwProcess, timeout time.Duration) {
 	t.Helper()
 	h.waitReady(t, p, timeout)
+	eventually(t, timeout, "hw logs that node "+h.nodeName()+" is ready", func(ctx context.Context) error {
+		select {
+		case <-p.exited:
+			t.Fatalf("hw exited: %v", p.err)
+		default:
+		}
+		if log, _ := os.ReadFile(p.logPath); !strings.Contains(string(log), `"Node ready"`) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	h.waitNodeObjectReady(t, p, timeout)
+}
+
+// waitNodeObjectReady waits for the Node object to be Ready.
+func (h *hwNode) waitNodeObjectReady(t *testing.T, p *hwProcess, timeout time.Duration) {
+	t.Helper()
 	client := h.client(t)
 	eventually(t, timeout, "node "+h.nodeName()+" Ready", func(ctx context.Context) error {
 		select {

@@ -30,7 +30,8 @@ func TestNode(t *testing.T) {
 	netw := newNetwork(t)
 	node := newHWNode(t, netw.addNode(t, "node"))
 	outside := netw.addNode(t, "client") // another host on the same network, without hw
-	webapp := writeWebappImage(t, filepath.Join(node.dataDir, "agent", "images", "webapp.tar"))
+	webappTar := filepath.Join(node.dataDir, "agent", "images", "webapp.tar")
+	webapp := writeWebappImage(t, webappTar)
 	outsideURL := serveOutside(t, outside, webapp)
 	ctx := context.Background()
 
@@ -83,6 +84,7 @@ func TestNode(t *testing.T) {
 	}
 	nodePortURL := "http://" + hostPort(node.ip, svc.Spec.Ports[0].NodePort)
 	reachesAll(t, outside, nodePortURL, podNames)
+	reachesAll(t, node.testNode, "http://"+svc.Spec.ClusterIP+"/", podNames)
 	eventually(t, time.Minute, "a pod reaches the Service by its ClusterIP (kubectl exec)", func(ctx context.Context) error {
 		out, err := node.kubectl(t, "exec", pods[0].Name, "--", "/webapp", "get", "http://"+svc.Spec.ClusterIP+"/")
 		if err != nil {
@@ -139,9 +141,23 @@ spec:
 		t.Errorf("static pod shows up as %s with annotations %v; want mirror pod static-web-%s", mirror.Name, mirror.Annotations, node.nodeName())
 	}
 
+	// Airgap images are pinned, so kubelet's image GC keeps them.
+	if images, err := p.ctr(node, "images", "ls", "name=="+webappImage); err != nil || !strings.Contains(images, "io.cri-containerd.pinned=pinned") {
+		t.Errorf("%s not pinned: %v\n%s", webappImage, err, images)
+	}
+
 	// Restarts leave running pods alone: SIGTERM, then kill -9.
 	before := containerIDs(t, client, "app=webapp")
 	for _, how := range []string{"SIGTERM", "SIGKILL"} {
+		// An archive is imported again only when it changed: not before the
+		// first restart, touched before the second.
+		changed := how == "SIGKILL"
+		if changed {
+			later := time.Now().Add(time.Second)
+			if err := os.Chtimes(webappTar, later, later); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if how == "SIGTERM" {
 			if err := p.stop(t, time.Minute); err != nil {
 				t.Errorf("hw exited with %v after SIGTERM", err)
@@ -155,6 +171,10 @@ spec:
 		p = node.server(t)
 		node.waitNodeReady(t, p, 4*time.Minute)
 		client = node.client(t)
+		log, _ := os.ReadFile(p.logPath)
+		if imported := strings.Contains(string(log), `"Imported images" file="`+webappTar+`"`); imported != changed {
+			t.Errorf("after %s: %s imported again = %v, want %v (archive changed: %v)", how, webappTar, imported, changed, changed)
+		}
 		runningPods(t, client, "default", "app=webapp", 2)
 		if after := containerIDs(t, client, "app=webapp"); after != before {
 			t.Fatalf("after %s: containers %s, want the same as before: %s", how, after, before)
@@ -207,6 +227,21 @@ func checkPodNetwork(t *testing.T, node *hwNode, client kubernetes.Interface, po
 		}
 		return nil
 	})
+}
+
+// ctr runs `hw ctr ARGS` in the mount and network namespaces of the running
+// hw, where its containerd socket is, and returns its standard output (on
+// cgroup v1 ctr warns about deprecation on stderr).
+func (p *hwProcess) ctr(node *hwNode, args ...string) (string, error) {
+	pid := fmt.Sprint(p.cmd.Process.Pid)
+	cmd := exec.Command("nsenter", append([]string{"-t", pid, "-m", "-n", "--", node.bin, "ctr"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("hw ctr %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out), nil
 }
 
 // containerIDs lists the containers of the matching pods with their restart
@@ -265,14 +300,9 @@ func checkPortForward(t *testing.T, node *hwNode, pod string) {
 func noTraces(node *hwNode, p *hwProcess, gone []corev1.Pod) error {
 	pid := fmt.Sprint(p.cmd.Process.Pid)
 	for _, pod := range gone {
-		// Only stdout holds IDs: on cgroup v1 ctr warns about deprecation on stderr.
-		cmd := exec.Command("nsenter", "-t", pid, "-m", "-n", "--", node.bin, "ctr", "containers", "ls", "-q",
-			`labels."io.kubernetes.pod.uid"==`+string(pod.UID))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
+		out, err := p.ctr(node, "containers", "ls", "-q", `labels."io.kubernetes.pod.uid"==`+string(pod.UID))
 		if err != nil {
-			return fmt.Errorf("ctr: %v: %s", err, stderr.String())
+			return err
 		}
 		if ids := strings.TrimSpace(string(out)); ids != "" {
 			return fmt.Errorf("pod %s still has containers %s", pod.Name, ids)
@@ -310,7 +340,7 @@ func noTraces(node *hwNode, p *hwProcess, gone []corev1.Pod) error {
 		return err
 	}
 	if n := strings.Count(string(veths), "\n"); n != onPodNetwork {
-		sandboxes, _ := exec.Command("nsenter", "-t", pid, "-m", "-n", "--", node.bin, "ctr", "-n", "k8s.io", "containers", "ls").Output()
+		sandboxes, _ := p.ctr(node, "containers", "ls")
 		netnsFiles, _ := exec.Command("nsenter", "-t", pid, "-m", "--", "ls", "/run/netns").Output()
 		return fmt.Errorf("%d veths for %d pods on the pod network:\n%s\ncontainers:\n%s\n/run/netns: %s", n, onPodNetwork, veths, sandboxes, netnsFiles)
 	}

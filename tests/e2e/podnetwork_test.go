@@ -19,18 +19,19 @@ import (
 )
 
 // TestPodNetworkOptions runs hw server with the other pod network choices a
-// user has: host-gw with kube-proxy in nftables mode, WireGuard, and no pod
-// network at all (the user brings a CNI plugin).
+// user has: host-gw with kube-proxy in nftables mode (and containerd's native
+// snapshotter, hw's fallback where the kernel has no overlayfs), WireGuard,
+// and no pod network at all (the user brings a CNI plugin).
 func TestPodNetworkOptions(t *testing.T) {
 	netw := newNetwork(t)
 	outside := netw.addNode(t, "client")
 	webapp := buildWebapp(t)
 
-	t.Run("host-gw and nftables", func(t *testing.T) {
+	t.Run("host-gw, nftables, native snapshotter", func(t *testing.T) {
 		node := newHWNode(t, netw.addNode(t, "hostgw"))
 		writeWebappImageFrom(t, webapp, filepath.Join(node.dataDir, "agent", "images", "webapp.tar"))
 		outsideURL := serveOutside(t, outside, webapp)
-		p := node.server(t, "--flannel-backend", "host-gw", "--kube-proxy-arg", "proxy-mode=nftables")
+		p := node.server(t, "--flannel-backend", "host-gw", "--kube-proxy-arg", "proxy-mode=nftables", "--snapshotter", "native")
 		node.waitNodeReady(t, p, 4*time.Minute)
 		client := node.client(t)
 		pod, svc := runWebapp(t, client)
@@ -48,6 +49,10 @@ func TestPodNetworkOptions(t *testing.T) {
 			t.Errorf("no nftables table ip kube-proxy with the Service's ClusterIP %s: %v\n%s", svc.Spec.ClusterIP, err, out)
 		}
 		checkPodNetwork(t, node, client, pod.Name, "host-gw", outsideURL)
+		// The pod's filesystem came from the native snapshotter.
+		if snaps, err := p.ctr(node, "snapshots", "--snapshotter", "native", "ls"); err != nil || strings.Count(snaps, "\n") < 2 {
+			t.Errorf("no native snapshots: %v\n%s", err, snaps)
+		}
 		if err := p.stop(t, time.Minute); err != nil {
 			t.Errorf("hw exited with %v after SIGTERM", err)
 		}
@@ -129,7 +134,7 @@ func TestPodNetworkOptions(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "10-mine.conflist"), []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		node.waitNodeReady(t, p, 2*time.Minute)
+		node.waitNodeObjectReady(t, p, 2*time.Minute)
 		pod, _ := runWebapp(t, client)
 		if !strings.HasPrefix(pod.Status.PodIP, "10.99.0.") {
 			t.Errorf("pod IP %s is not from the user's CNI range 10.99.0.0/24", pod.Status.PodIP)
