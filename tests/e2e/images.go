@@ -3,10 +3,16 @@
 package e2e
 
 import (
+	"compress/gzip"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/hw-k8s/hw/pkg/ociimage"
 )
@@ -37,19 +43,62 @@ func buildWebapp(t *testing.T) string {
 }
 
 // writeWebappImageFrom writes the image of an already built webapp.
+// A path ending in .tar.gz or .tar.zst gets a compressed archive, as a user
+// may put in the airgap folder.
 func writeWebappImageFrom(t *testing.T, bin, path string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	tarPath := path
+	if !strings.HasSuffix(path, ".tar") {
+		tarPath = filepath.Join(t.TempDir(), "webapp.tar")
+	}
 	err := ociimage.Write(ociimage.Spec{
 		Ref:        webappImage,
 		Files:      []ociimage.File{{Source: bin, Path: "webapp"}},
 		Entrypoint: []string{"/webapp"},
-	}, path)
+	}, tarPath)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if tarPath != path {
+		if err := compressFile(tarPath, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// compressFile writes src to dst with gzip or zstd, as dst's name says.
+func compressFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	var w io.WriteCloser
+	switch {
+	case strings.HasSuffix(dst, ".tar.gz"):
+		w = gzip.NewWriter(out)
+	case strings.HasSuffix(dst, ".tar.zst"):
+		if w, err = zstd.NewWriter(out); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown compression for %s", dst)
+	}
+	if _, err := io.Copy(w, in); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return out.Close()
 }
 
 // serveOutside runs the webapp on a test host outside the cluster, on port

@@ -37,6 +37,14 @@ func TestNode(t *testing.T) {
 
 	p := node.server(t)
 	node.waitNodeReady(t, p, 4*time.Minute)
+	// Once the node is Ready, hw tells the user where the kubeconfig is.
+	eventually(t, time.Minute, "hw prints where the kubeconfig is", func(ctx context.Context) error {
+		log, _ := os.ReadFile(p.logPath)
+		if !strings.Contains(string(log), `Cluster ready: run 'hw kubectl get nodes'`) || !strings.Contains(string(log), `kubeconfig="/etc/hw/hw.yaml"`) {
+			return fmt.Errorf("no \"Cluster ready\" line naming /etc/hw/hw.yaml yet")
+		}
+		return nil
+	})
 	client := node.client(t)
 	n, err := client.CoreV1().Nodes().Get(ctx, node.nodeName(), metav1.GetOptions{})
 	if err != nil {

@@ -29,7 +29,8 @@ func TestPodNetworkOptions(t *testing.T) {
 
 	t.Run("host-gw, nftables, native snapshotter", func(t *testing.T) {
 		node := newHWNode(t, netw.addNode(t, "hostgw"))
-		writeWebappImageFrom(t, webapp, filepath.Join(node.dataDir, "agent", "images", "webapp.tar"))
+		// Airgap archives may be compressed: zstd here, gzip below.
+		writeWebappImageFrom(t, webapp, filepath.Join(node.dataDir, "agent", "images", "webapp.tar.zst"))
 		outsideURL := serveOutside(t, outside, webapp)
 		p := node.server(t, "--flannel-backend", "host-gw", "--kube-proxy-arg", "proxy-mode=nftables", "--snapshotter", "native")
 		node.waitNodeReady(t, p, 4*time.Minute)
@@ -90,7 +91,7 @@ func TestPodNetworkOptions(t *testing.T) {
 
 	t.Run("none: bring your own CNI", func(t *testing.T) {
 		node := newHWNode(t, netw.addNode(t, "nocni"))
-		writeWebappImageFrom(t, webapp, filepath.Join(node.dataDir, "agent", "images", "webapp.tar"))
+		writeWebappImageFrom(t, webapp, filepath.Join(node.dataDir, "agent", "images", "webapp.tar.gz"))
 		p := node.server(t, "--flannel-backend", "none")
 		node.waitReady(t, p, 4*time.Minute)
 		client := node.client(t)
