@@ -11,9 +11,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"text/tabwriter"
+	"time"
 
 	"github.com/containerd/containerd/v2/cmd/ctr/app"
 	urfave "github.com/urfave/cli/v2"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	kubecli "k8s.io/component-base/cli"
 	"k8s.io/klog/v2"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
@@ -25,6 +29,7 @@ import (
 	crictlpkg "github.com/hw-k8s/hw/pkg/crictl"
 	"github.com/hw-k8s/hw/pkg/logging"
 	"github.com/hw-k8s/hw/pkg/shim"
+	"github.com/hw-k8s/hw/pkg/token"
 	"github.com/hw-k8s/hw/pkg/version"
 )
 
@@ -52,6 +57,7 @@ func run(args []string) int {
 		Kubectl: kubectl,
 		Ctr:     ctr,
 		Crictl:  crictl,
+		Token:   tokenCmd,
 	})
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(os.Stderr, "hw: %v\n", err)
@@ -144,6 +150,61 @@ func crictl(args []string) error {
 	}
 	socket := filepath.Join(config.DefaultRuntimeDir, "containerd", "containerd.sock")
 	return syscall.Exec(path, append([]string{path}, args[1:]...), crictlpkg.Env(os.Environ(), socket))
+}
+
+// tokenCmd creates, lists or deletes join tokens through the admin kubeconfig.
+func tokenCmd(ctx context.Context, req cli.TokenRequest) error {
+	restCfg, err := clientcmd.BuildConfigFromFlags("", req.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("cannot use the kubeconfig %s: %v; run this on a server, or pass --kubeconfig", req.Kubeconfig, err)
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	switch req.Op {
+	case "create":
+		ca := restCfg.TLSClientConfig.CAData
+		if len(ca) == 0 && restCfg.TLSClientConfig.CAFile != "" {
+			if ca, err = os.ReadFile(restCfg.TLSClientConfig.CAFile); err != nil {
+				return err
+			}
+		}
+		if len(ca) == 0 {
+			return fmt.Errorf("the kubeconfig %s names no cluster CA, which the token must pin", req.Kubeconfig)
+		}
+		t, _, err := token.Create(ctx, client, ca, req.TTL, req.Description, time.Now())
+		if err != nil {
+			return err
+		}
+		fmt.Println(t.String())
+	case "list":
+		tokens, err := token.List(ctx, client)
+		if err != nil {
+			return err
+		}
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "ID\tEXPIRES\tDESCRIPTION")
+		for _, jt := range tokens {
+			expires := "never"
+			if !jt.Expires.IsZero() {
+				expires = jt.Expires.Format(time.RFC3339)
+				if time.Now().After(jt.Expires) {
+					expires += " (expired)"
+				}
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\n", jt.ID, expires, jt.Description)
+		}
+		return w.Flush()
+	case "delete":
+		for _, id := range req.IDs {
+			if err := token.Delete(ctx, client, id); err != nil {
+				return err
+			}
+			fmt.Printf("token %s deleted\n", id)
+		}
+	}
+	return nil
 }
 
 func setDefaultEnv(key, value string) {

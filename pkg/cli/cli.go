@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,6 +24,16 @@ type Actions struct {
 	Kubectl func(args []string) error
 	Ctr     func(args []string) error
 	Crictl  func(args []string) error
+	Token   func(ctx context.Context, req TokenRequest) error
+}
+
+// TokenRequest is one `hw token` command.
+type TokenRequest struct {
+	Op          string // create, list or delete
+	Kubeconfig  string
+	TTL         time.Duration
+	Description string
+	IDs         []string
 }
 
 // NewApp builds the `hw` command.
@@ -69,6 +80,7 @@ func NewApp(a Actions) *cli.App {
 				SkipFlagParsing: true,
 				Action:          func(c *cli.Context) error { return a.Ctr(append([]string{"ctr"}, c.Args().Slice()...)) },
 			},
+			tokenCommand(a),
 			{
 				Name:            "crictl",
 				Usage:           "run the installed crictl against hw's containerd",
@@ -188,4 +200,50 @@ func parseCIDR(c *cli.Context, name string) (*net.IPNet, error) {
 		return nil, fmt.Errorf("--%s %q has host bits set; did you mean %s?", name, v, n)
 	}
 	return n, nil
+}
+
+// tokenCommand is `hw token create|list|delete`: join tokens for agents,
+// kept in the cluster as bootstrap tokens.
+func tokenCommand(a Actions) *cli.Command {
+	kubeconfig := &cli.StringFlag{Name: "kubeconfig", EnvVars: []string{"KUBECONFIG"}, Value: config.DefaultKubeconfigPath,
+		Usage: "admin kubeconfig of the cluster"}
+	run := func(op string) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			req := TokenRequest{Op: op, Kubeconfig: c.String("kubeconfig"), IDs: c.Args().Slice()}
+			switch op {
+			case "create":
+				req.TTL, req.Description = c.Duration("ttl"), c.String("description")
+				if req.TTL < 0 {
+					return fmt.Errorf("--ttl %s is negative; use 0 for a token that never expires", req.TTL)
+				}
+				if c.NArg() > 0 {
+					return fmt.Errorf("hw token create takes no arguments (got %q); see 'hw token create --help'", c.Args().First())
+				}
+			case "delete":
+				if c.NArg() == 0 {
+					return fmt.Errorf("hw token delete needs the ID of a token (see 'hw token list')")
+				}
+			}
+			return a.Token(c.Context, req)
+		}
+	}
+	return &cli.Command{
+		Name:  "token",
+		Usage: "manage join tokens for agents",
+		Subcommands: []*cli.Command{
+			{
+				Name:         "create",
+				Usage:        "make a join token and print it",
+				OnUsageError: usageError,
+				Flags: []cli.Flag{
+					kubeconfig,
+					&cli.DurationFlag{Name: "ttl", Value: 24 * time.Hour, Usage: "how long the token is valid (0: forever)"},
+					&cli.StringFlag{Name: "description", Usage: "a note kept with the token"},
+				},
+				Action: run("create"),
+			},
+			{Name: "list", Usage: "list join tokens", OnUsageError: usageError, Flags: []cli.Flag{kubeconfig}, Action: run("list")},
+			{Name: "delete", Usage: "delete join tokens by ID", ArgsUsage: "ID...", OnUsageError: usageError, Flags: []cli.Flag{kubeconfig}, Action: run("delete")},
+		},
+	}
 }

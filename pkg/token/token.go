@@ -1,8 +1,10 @@
 // Package token makes and reads hw's join tokens.
 //
-// A full token is "K10<sha256 of the cluster CA, hex>::<user>:<secret>". The
-// hash lets a joining node check that the server it reached holds the cluster
-// CA before it sends the secret; a bare secret is also accepted, without that check.
+// A full token is "K10<sha256 of the cluster CA, hex>::<user>:<secret>" (the
+// server's token) or "K10<hash>::<id>.<secret>" (a join token from
+// `hw token create`, kept as a Kubernetes bootstrap token). The hash lets a
+// joining node check that the server it reached holds the cluster CA before
+// it sends the secret; a bare secret is also accepted, without that check.
 package token
 
 import (
@@ -13,6 +15,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 
 	"github.com/hw-k8s/hw/pkg/pki"
 )
@@ -31,6 +35,9 @@ type Token struct {
 func (t Token) String() string {
 	if t.CAHash == "" {
 		return t.Secret
+	}
+	if t.Username == "" {
+		return fmt.Sprintf("%s%s::%s", prefix, t.CAHash, t.Secret)
 	}
 	return fmt.Sprintf("%s%s::%s:%s", prefix, t.CAHash, t.Username, t.Secret)
 }
@@ -51,9 +58,12 @@ func Parse(s string) (Token, error) {
 	if _, err := hex.DecodeString(hash); err != nil {
 		return Token{}, errors.New("token's CA hash is not hex")
 	}
+	if bootstraputil.IsValidBootstrapToken(cred) {
+		return Token{CAHash: hash, Secret: cred}, nil
+	}
 	user, secret, ok := strings.Cut(cred, ":")
 	if !ok || user == "" || secret == "" {
-		return Token{}, errors.New("token must end in ::<user>:<secret>")
+		return Token{}, errors.New("token must end in ::<user>:<secret> or ::<id>.<secret>")
 	}
 	return Token{CAHash: hash, Username: user, Secret: secret}, nil
 }

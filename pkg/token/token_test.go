@@ -53,6 +53,10 @@ func TestParse(t *testing.T) {
 	if err != nil || got != full {
 		t.Errorf("round trip: got %v, %v; want %v", got, err, full)
 	}
+	join := Token{CAHash: CAHash([]byte("ca")), Secret: "abcdef.0123456789abcdef"}
+	if got, err := Parse(join.String()); err != nil || got != join || !strings.HasSuffix(join.String(), "::abcdef.0123456789abcdef") {
+		t.Errorf("join token round trip: %q -> %v, %v", join, got, err)
+	}
 	bare, err := Parse("just-a-secret")
 	if err != nil || bare.CAHash != "" || bare.Secret != "just-a-secret" {
 		t.Errorf("bare secret: got %v, %v", bare, err)
