@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -74,24 +73,34 @@ func exitCode(err error) int {
 	return 0
 }
 
-// server runs the control plane until SIGINT or SIGTERM. A second signal
-// exits at once.
+// server runs the control plane and a node until SIGINT or SIGTERM.
 func server(ctx context.Context, cfg *config.Server) error {
-	verbosity := 0
-	if cfg.Debug {
-		verbosity = 2
-	}
-	logging.Setup(os.Stderr, verbosity)
-	ctx, stop := signalContext(ctx)
+	ctx, stop := daemonContext(ctx, cfg.Debug)
 	defer stop()
-	ctx = klog.NewContext(ctx, klog.Background().WithName("hw"))
 	klog.FromContext(ctx).Info("Starting hw server", "version", version.Version, "kubernetes", version.Kubernetes,
 		"node", cfg.NodeName, "nodeIP", cfg.NodeIP.String(), "dataDir", cfg.DataDir)
 	return boot.Server(ctx, cfg)
 }
 
-func agent(ctx context.Context, c *urfave.Context) error {
-	return errors.New("hw agent: joining a server is not available in this build yet")
+// agent joins a server and runs a node until SIGINT or SIGTERM.
+func agent(ctx context.Context, cfg *config.Agent) error {
+	ctx, stop := daemonContext(ctx, cfg.Debug)
+	defer stop()
+	klog.FromContext(ctx).Info("Starting hw agent", "version", version.Version, "kubernetes", version.Kubernetes,
+		"server", cfg.Server, "node", cfg.NodeName, "nodeIP", cfg.NodeIP.String(), "dataDir", cfg.DataDir)
+	return boot.Agent(ctx, cfg)
+}
+
+// daemonContext sets up logging and a context that SIGINT or SIGTERM
+// cancels; a second signal exits at once.
+func daemonContext(ctx context.Context, debug bool) (context.Context, context.CancelFunc) {
+	verbosity := 0
+	if debug {
+		verbosity = 2
+	}
+	logging.Setup(os.Stderr, verbosity)
+	ctx, stop := signalContext(ctx)
+	return klog.NewContext(ctx, klog.Background().WithName("hw")), stop
 }
 
 func signalContext(parent context.Context) (context.Context, context.CancelFunc) {

@@ -17,6 +17,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/component/etcd"
 	"github.com/hw-k8s/hw/pkg/component/scheduler"
 	"github.com/hw-k8s/hw/pkg/config"
+	"github.com/hw-k8s/hw/pkg/join"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 	"github.com/hw-k8s/hw/pkg/pki"
 	"github.com/hw-k8s/hw/pkg/preflight"
@@ -35,6 +36,8 @@ type server struct {
 	hostname string
 	// node is the server's own node: containerd, kubelet, kube-proxy, flannel.
 	node *node
+	// admin is a client with the admin kubeconfig, once the apiserver is up.
+	admin kubernetes.Interface
 }
 
 // Server runs `hw server` until ctx is cancelled or a component fails.
@@ -91,7 +94,13 @@ func Server(ctx context.Context, cfg *config.Server) error {
 		}
 	}
 	log.Info("Control plane ready", "took", time.Since(begin).Round(time.Millisecond))
-	if err := runPhases(ctx, []Phase{{"cluster-roles", s.ensureClusterRoles}}); err != nil {
+	if err := runPhases(ctx, []Phase{
+		{"cluster-roles", s.ensureClusterRoles},
+		{"join-info", s.publishJoinInfo},
+	}); err != nil {
+		return err
+	}
+	if err := m.Start(ctx, join.NewApprover(s.admin)); err != nil {
 		return err
 	}
 
@@ -115,16 +124,13 @@ func (s *server) preflight(ctx context.Context) error {
 	if err := preflight.CheckWritableDir(s.cfg.DataDir, "--data-dir"); err != nil {
 		return err
 	}
-	return preflight.CheckPorts([]preflight.Port{
+	return preflight.CheckPorts(append([]preflight.Port{
 		{Host: s.cfg.BindAddress.String(), Number: s.cfg.HTTPSPort, Component: "kube-apiserver", Flag: "--https-listen-port"},
 		{Host: "127.0.0.1", Number: config.EtcdClientPort, Component: "etcd clients"},
 		{Host: s.cfg.NodeIP.String(), Number: config.EtcdPeerPort, Component: "etcd peers"},
 		{Host: "127.0.0.1", Number: config.ControllerManagerPort, Component: "kube-controller-manager"},
 		{Host: "127.0.0.1", Number: config.SchedulerPort, Component: "kube-scheduler"},
-		{Host: "0.0.0.0", Number: 10250, Component: "kubelet"},
-		{Host: "127.0.0.1", Number: 10248, Component: "kubelet health"},
-		{Host: "127.0.0.1", Number: 10256, Component: "kube-proxy health"},
-	})
+	}, nodePorts()...))
 }
 
 func (s *server) ensurePKI(ctx context.Context) error {
@@ -200,18 +206,42 @@ func (s *server) nodeCredentials(ctx context.Context) error {
 	return nil
 }
 
-// ensureClusterRoles puts in place the roles hw's components need beyond
-// Kubernetes' defaults (flannel's).
+// ensureClusterRoles puts in place the roles hw's components and joining
+// agents need beyond Kubernetes' defaults.
 func (s *server) ensureClusterRoles(ctx context.Context) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", s.kubeconfig("admin"))
 	if err != nil {
 		return err
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	if s.admin, err = kubernetes.NewForConfig(cfg); err != nil {
+		return err
+	}
+	return rbac.Ensure(ctx, s.admin)
+}
+
+// publishJoinInfo registers the server's token and publishes the CA and the
+// settings joining agents read.
+func (s *server) publishJoinInfo(ctx context.Context) error {
+	if err := token.EnsureServerBootstrap(ctx, s.admin, s.token); err != nil {
+		return err
+	}
+	clientCA, err := os.ReadFile(s.pki.ClientCA.CertFile)
 	if err != nil {
 		return err
 	}
-	return rbac.Ensure(ctx, client)
+	advertise := s.cfg.AdvertiseAddress
+	if advertise == nil {
+		advertise = s.cfg.NodeIP
+	}
+	url := fmt.Sprintf("https://%s", net.JoinHostPort(advertise.String(), fmt.Sprint(s.cfg.HTTPSPort)))
+	return join.Publish(ctx, s.admin, url, s.pki.ServerCA.CertPEM(), join.Settings{
+		ClusterCIDR:    s.cfg.ClusterCIDR.String(),
+		ServiceCIDR:    s.cfg.ServiceCIDR.String(),
+		ClusterDNS:     s.cfg.ClusterDNS.String(),
+		ClusterDomain:  s.cfg.ClusterDomain,
+		FlannelBackend: s.cfg.FlannelBackend,
+		ClientCA:       string(clientCA),
+	})
 }
 
 func (s *server) kubeconfig(name string) string {

@@ -20,7 +20,7 @@ import (
 // injects them, so this package can be tested without starting anything.
 type Actions struct {
 	Server  func(ctx context.Context, cfg *config.Server) error
-	Agent   func(ctx context.Context, c *cli.Context) error
+	Agent   func(ctx context.Context, cfg *config.Agent) error
 	Kubectl func(args []string) error
 	Ctr     func(args []string) error
 	Crictl  func(args []string) error
@@ -66,7 +66,13 @@ func NewApp(a Actions) *cli.App {
 				Flags:        agentFlags(),
 				OnUsageError: usageError,
 				Before:       loadConfigFile,
-				Action:       func(c *cli.Context) error { return a.Agent(c.Context, c) },
+				Action: func(c *cli.Context) error {
+					cfg, err := AgentConfig(c)
+					if err != nil {
+						return err
+					}
+					return a.Agent(c.Context, cfg)
+				},
 			},
 			{
 				Name:            "kubectl",
@@ -108,6 +114,41 @@ func usageError(c *cli.Context, err error, _ bool) error {
 
 func loadConfigFile(c *cli.Context) error {
 	return applyConfigFile(c, c.String(flagConfig), c.IsSet(flagConfig))
+}
+
+// AgentConfig turns `hw agent`'s flags into a validated config.Agent.
+func AgentConfig(c *cli.Context) (*config.Agent, error) {
+	a := &config.Agent{
+		DataDir:      c.String(flagDataDir),
+		Server:       strings.TrimRight(c.String(flagServer), "/"),
+		Token:        c.String(flagToken),
+		NodeName:     c.String(flagNodeName),
+		FlannelIface: c.String(flagFlannelIface),
+		Snapshotter:  c.String(flagSnapshotter),
+		Debug:        c.Bool(flagDebug),
+		ExtraArgs: config.ExtraArgs{
+			Kubelet:   c.StringSlice(flagKubeletArg),
+			KubeProxy: c.StringSlice(flagKubeProxyArg),
+		},
+	}
+	var err error
+	if a.NodeIP, err = parseIP(c, flagNodeIP); err != nil {
+		return nil, err
+	}
+	if err := a.Validate(); err != nil {
+		return nil, err
+	}
+	if a.NodeName == "" {
+		if a.NodeName, err = hostinfo.NodeName(); err != nil {
+			return nil, err
+		}
+	}
+	if a.NodeIP == nil {
+		if a.NodeIP, err = hostinfo.NodeIP(); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
 }
 
 // ServerConfig turns the parsed flags into a validated config.Server,

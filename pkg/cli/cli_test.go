@@ -124,3 +124,40 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		})
 	}
 }
+
+func runAgent(t *testing.T, args ...string) (*config.Agent, error) {
+	t.Helper()
+	var got *config.Agent
+	app := NewApp(Actions{Agent: func(_ context.Context, cfg *config.Agent) error {
+		got = cfg
+		return nil
+	}})
+	err := app.Run(append([]string{"hw", "agent", "--node-ip", "192.0.2.2", "--node-name", "a1", "--config", writeFile(t, "")}, args...))
+	return got, err
+}
+
+func TestAgentRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no server", []string{"--token", "x"}, "--server is missing"},
+		{"plain http", []string{"--server", "http://10.0.0.1:6443", "--token", "x"}, "must be https://"},
+		{"no token", []string{"--server", "https://10.0.0.1:6443"}, "--token is missing"},
+		{"not a URL", []string{"--server", "https://", "--token", "x"}, "is not a URL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := runAgent(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("got %v; want one line containing %q", err, tc.want)
+			}
+		})
+	}
+	t.Setenv("HW_URL", "https://10.0.0.1:6443/")
+	t.Setenv("HW_TOKEN", "K10abc::server:x")
+	cfg, err := runAgent(t)
+	if err != nil || cfg.Server != "https://10.0.0.1:6443" || cfg.Token != "K10abc::server:x" {
+		t.Errorf("from the environment: %+v, %v", cfg, err)
+	}
+}

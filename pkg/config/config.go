@@ -8,6 +8,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,6 +122,7 @@ type Paths struct {
 	FlannelConfig    string // flannel's kubeconfig
 	KubeletPlugins   string // flexvolume plugin dir
 	FlannelDir       string // flannel's network config and WireGuard key
+	JoinState        string // an agent's saved CA and cluster settings
 
 	// Runtime, below /run/hw.
 	ContainerdState   string
@@ -153,6 +155,7 @@ func PathsFor(dataDir string) Paths {
 		FlannelConfig:    filepath.Join(agent, "flannel.kubeconfig"),
 		KubeletPlugins:   filepath.Join(agent, "kubelet-plugins"),
 		FlannelDir:       filepath.Join(agent, "etc", "flannel"),
+		JoinState:        filepath.Join(agent, "join.json"),
 
 		ContainerdState:   filepath.Join(DefaultRuntimeDir, "containerd"),
 		ContainerdSocket:  filepath.Join(DefaultRuntimeDir, "containerd", "containerd.sock"),
@@ -216,22 +219,28 @@ func (s *Server) Validate() error {
 	if !slices.Contains(FlannelBackends, s.FlannelBackend) {
 		return fmt.Errorf("--flannel-backend %q is not one of %s", s.FlannelBackend, strings.Join(FlannelBackends, ", "))
 	}
-	if s.Snapshotter != "" && !slices.Contains(Snapshotters, s.Snapshotter) {
-		return fmt.Errorf("--snapshotter %q is not one of %s", s.Snapshotter, strings.Join(Snapshotters, ", "))
+	return validateNode(s.NodeName, s.Snapshotter, s.ExtraArgs)
+}
+
+// validateNode checks what servers and agents share: the node's name, its
+// snapshotter and the passthrough arguments.
+func validateNode(nodeName, snapshotter string, extra ExtraArgs) error {
+	if snapshotter != "" && !slices.Contains(Snapshotters, snapshotter) {
+		return fmt.Errorf("--snapshotter %q is not one of %s", snapshotter, strings.Join(Snapshotters, ", "))
 	}
-	if s.NodeName != strings.ToLower(s.NodeName) {
-		return fmt.Errorf("--node-name %q must be lower case", s.NodeName)
+	if nodeName != strings.ToLower(nodeName) {
+		return fmt.Errorf("--node-name %q must be lower case", nodeName)
 	}
 	for _, group := range []struct {
 		flag string
 		args []string
 	}{
-		{"--kube-apiserver-arg", s.ExtraArgs.APIServer},
-		{"--kube-controller-manager-arg", s.ExtraArgs.ControllerManager},
-		{"--kube-scheduler-arg", s.ExtraArgs.Scheduler},
-		{"--etcd-arg", s.ExtraArgs.Etcd},
-		{"--kubelet-arg", s.ExtraArgs.Kubelet},
-		{"--kube-proxy-arg", s.ExtraArgs.KubeProxy},
+		{"--kube-apiserver-arg", extra.APIServer},
+		{"--kube-controller-manager-arg", extra.ControllerManager},
+		{"--kube-scheduler-arg", extra.Scheduler},
+		{"--etcd-arg", extra.Etcd},
+		{"--kubelet-arg", extra.Kubelet},
+		{"--kube-proxy-arg", extra.KubeProxy},
 	} {
 		for _, a := range group.args {
 			if _, _, err := SplitArg(a); err != nil {
@@ -252,3 +261,42 @@ func SplitArg(arg string) (key, value string, err error) {
 	}
 	return key, value, nil
 }
+
+// Agent is everything `hw agent` was asked to do.
+type Agent struct {
+	DataDir string
+	// Server is the https URL of a server's apiserver; Token the join token.
+	Server       string
+	Token        string
+	NodeName     string
+	NodeIP       net.IP
+	FlannelIface string
+	Snapshotter  string
+	Debug        bool
+	// Only kubelet and kube-proxy run on an agent.
+	ExtraArgs ExtraArgs
+}
+
+// Validate checks the agent's input, naming the flag to fix.
+func (a *Agent) Validate() error {
+	if a.DataDir == "" || !filepath.IsAbs(a.DataDir) {
+		return fmt.Errorf("--data-dir %q must be an absolute path", a.DataDir)
+	}
+	if a.Server == "" {
+		return fmt.Errorf("--server is missing: give the server's URL, https://SERVER:6443 (or HW_URL)")
+	}
+	u, err := url.Parse(a.Server)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("--server %q is not a URL; want https://SERVER:6443", a.Server)
+	}
+	if u.Scheme != "https" {
+		return fmt.Errorf("--server %q must be https://: the agent sends its token only over TLS", a.Server)
+	}
+	if strings.TrimSpace(a.Token) == "" {
+		return fmt.Errorf("--token is missing: use the server's <data-dir>/server/token, or one from 'hw token create' (or HW_TOKEN)")
+	}
+	return validateNode(a.NodeName, a.Snapshotter, a.ExtraArgs)
+}
+
+// Paths are the agent's files, all derived from its data dir.
+func (a *Agent) Paths() Paths { return PathsFor(a.DataDir) }

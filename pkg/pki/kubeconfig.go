@@ -10,17 +10,23 @@ import (
 // WriteKubeconfig writes a kubeconfig for user at path, with the CA, the
 // client certificate and key embedded so the file works on its own when copied.
 func WriteKubeconfig(path, serverURL string, ca *Authority, user *Leaf, mode os.FileMode) error {
-	cert, err := os.ReadFile(user.CertFile)
+	return WriteKubeconfigFiles(path, serverURL, ca.CertPEM(), user.CertFile, user.KeyFile, mode)
+}
+
+// WriteKubeconfigFiles is WriteKubeconfig for a CA known by its PEM and a
+// client certificate and key in files.
+func WriteKubeconfigFiles(path, serverURL string, caPEM []byte, certFile, keyFile string, mode os.FileMode) error {
+	cert, err := os.ReadFile(certFile)
 	if err != nil {
 		return err
 	}
-	key, err := os.ReadFile(user.KeyFile)
+	key, err := os.ReadFile(keyFile)
 	if err != nil {
 		return err
 	}
 	const name = "default"
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[name] = &clientcmdapi.Cluster{Server: serverURL, CertificateAuthorityData: ca.CertPEM()}
+	cfg.Clusters[name] = &clientcmdapi.Cluster{Server: serverURL, CertificateAuthorityData: caPEM}
 	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key}
 	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name}
 	cfg.CurrentContext = name

@@ -1,14 +1,13 @@
-// Package rbac holds the cluster roles hw's own components need beyond
-// Kubernetes' defaults, and puts them in place on every server start.
+// Package rbac holds the roles hw's own components and joining agents need
+// beyond Kubernetes' defaults, and applies them on every server start.
 package rbac
 
 import (
 	"context"
 	"fmt"
 
-	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	rbacac "k8s.io/client-go/applyconfigurations/rbac/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -17,80 +16,88 @@ import (
 // a kubelet's own identity may not do.
 const FlannelUser = "system:hw-flannel"
 
-// managedBy marks objects hw owns and rewrites on start.
+// AgentGroup is the group every hw join token authenticates with.
+const AgentGroup = "system:bootstrappers:hw:agents"
+
+// What joining agents read before they have an identity: the cluster CA
+// (kube-public/cluster-info, readable without credentials, as kubeadm does)
+// and the cluster's settings (kube-system/hw-agent-config).
+const (
+	ClusterInfo = "cluster-info"
+	AgentConfig = "hw-agent-config"
+)
+
+const fieldManager = "hw"
+
 var managedBy = map[string]string{"app.kubernetes.io/managed-by": "hw"}
 
-// ClusterRoles returns the roles and their bindings.
-func ClusterRoles() ([]rbacv1.ClusterRole, []rbacv1.ClusterRoleBinding) {
-	roles := []rbacv1.ClusterRole{{
-		ObjectMeta: metav1.ObjectMeta{Name: FlannelUser, Labels: managedBy},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch", "patch"}},
-			{APIGroups: []string{""}, Resources: []string{"nodes/status"}, Verbs: []string{"patch"}},
-		},
-	}}
-	bindings := []rbacv1.ClusterRoleBinding{{
-		ObjectMeta: metav1.ObjectMeta{Name: FlannelUser, Labels: managedBy},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: FlannelUser},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: FlannelUser}},
-	}}
-	return roles, bindings
+func clusterRole(name string, rules ...*rbacac.PolicyRuleApplyConfiguration) *rbacac.ClusterRoleApplyConfiguration {
+	return rbacac.ClusterRole(name).WithLabels(managedBy).WithRules(rules...)
 }
 
-// Ensure creates the roles and bindings, or updates them to hw's version.
+func clusterRoleBinding(name, role string, subjects ...*rbacac.SubjectApplyConfiguration) *rbacac.ClusterRoleBindingApplyConfiguration {
+	return rbacac.ClusterRoleBinding(name).WithLabels(managedBy).
+		WithRoleRef(rbacac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("ClusterRole").WithName(role)).
+		WithSubjects(subjects...)
+}
+
+func user(name string) *rbacac.SubjectApplyConfiguration {
+	return rbacac.Subject().WithAPIGroup("rbac.authorization.k8s.io").WithKind("User").WithName(name)
+}
+
+func group(name string) *rbacac.SubjectApplyConfiguration {
+	return rbacac.Subject().WithAPIGroup("rbac.authorization.k8s.io").WithKind("Group").WithName(name)
+}
+
+// readConfigMap is a Role and its binding that let subjects get one ConfigMap.
+func readConfigMap(namespace, configMap string, subjects ...*rbacac.SubjectApplyConfiguration) (*rbacac.RoleApplyConfiguration, *rbacac.RoleBindingApplyConfiguration) {
+	name := "hw:read-" + configMap
+	role := rbacac.Role(name, namespace).WithLabels(managedBy).WithRules(
+		rbacac.PolicyRule().WithAPIGroups("").WithResources("configmaps").WithResourceNames(configMap).WithVerbs("get"))
+	binding := rbacac.RoleBinding(name, namespace).WithLabels(managedBy).
+		WithRoleRef(rbacac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("Role").WithName(name)).
+		WithSubjects(subjects...)
+	return role, binding
+}
+
+// Ensure applies every role and binding hw needs.
 func Ensure(ctx context.Context, client kubernetes.Interface) error {
-	roles, bindings := ClusterRoles()
 	api := client.RbacV1()
-	for _, role := range roles {
-		err := ensure(ctx, role.Name, func() error {
-			_, err := api.ClusterRoles().Create(ctx, &role, metav1.CreateOptions{})
-			return err
-		}, func() error {
-			current, err := api.ClusterRoles().Get(ctx, role.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			role.ResourceVersion = current.ResourceVersion
-			_, err = api.ClusterRoles().Update(ctx, &role, metav1.UpdateOptions{})
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("cluster role %s: %w", role.Name, err)
+	opts := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
+	roles := []*rbacac.ClusterRoleApplyConfiguration{
+		clusterRole(FlannelUser,
+			rbacac.PolicyRule().WithAPIGroups("").WithResources("nodes").WithVerbs("get", "list", "watch", "patch"),
+			rbacac.PolicyRule().WithAPIGroups("").WithResources("nodes/status").WithVerbs("patch")),
+	}
+	bindings := []*rbacac.ClusterRoleBindingApplyConfiguration{
+		clusterRoleBinding(FlannelUser, FlannelUser, user(FlannelUser)),
+		// Agents ask for their kubelet client certificate with a CSR (the
+		// kubelet TLS bootstrap), which the controller-manager approves.
+		clusterRoleBinding("hw:agents:node-bootstrapper", "system:node-bootstrapper", group(AgentGroup)),
+		clusterRoleBinding("hw:agents:approve-node-client", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", group(AgentGroup)),
+		clusterRoleBinding("hw:nodes:renew-node-client", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", group("system:nodes")),
+	}
+	for _, r := range roles {
+		if _, err := api.ClusterRoles().Apply(ctx, r, opts); err != nil {
+			return fmt.Errorf("cluster role %s: %w", *r.Name, err)
 		}
 	}
-	for _, binding := range bindings {
-		err := ensure(ctx, binding.Name, func() error {
-			_, err := api.ClusterRoleBindings().Create(ctx, &binding, metav1.CreateOptions{})
-			return err
-		}, func() error {
-			current, err := api.ClusterRoleBindings().Get(ctx, binding.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if current.RoleRef != binding.RoleRef {
-				// roleRef cannot change in place.
-				if err := api.ClusterRoleBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil {
-					return err
-				}
-				_, err = api.ClusterRoleBindings().Create(ctx, &binding, metav1.CreateOptions{})
-				return err
-			}
-			binding.ResourceVersion = current.ResourceVersion
-			_, err = api.ClusterRoleBindings().Update(ctx, &binding, metav1.UpdateOptions{})
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("cluster role binding %s: %w", binding.Name, err)
+	for _, b := range bindings {
+		if _, err := api.ClusterRoleBindings().Apply(ctx, b, opts); err != nil {
+			return fmt.Errorf("cluster role binding %s: %w", *b.Name, err)
+		}
+	}
+	infoRole, infoBinding := readConfigMap(metav1.NamespacePublic, ClusterInfo, user("system:anonymous"), group(AgentGroup))
+	configRole, configBinding := readConfigMap(metav1.NamespaceSystem, AgentConfig, group(AgentGroup), group("system:nodes"))
+	for _, r := range []*rbacac.RoleApplyConfiguration{infoRole, configRole} {
+		if _, err := api.Roles(*r.Namespace).Apply(ctx, r, opts); err != nil {
+			return fmt.Errorf("role %s/%s: %w", *r.Namespace, *r.Name, err)
+		}
+	}
+	for _, b := range []*rbacac.RoleBindingApplyConfiguration{infoBinding, configBinding} {
+		if _, err := api.RoleBindings(*b.Namespace).Apply(ctx, b, opts); err != nil {
+			return fmt.Errorf("role binding %s/%s: %w", *b.Namespace, *b.Name, err)
 		}
 	}
 	return nil
-}
-
-// ensure creates, and updates instead when the object exists already.
-func ensure(ctx context.Context, name string, create, update func() error) error {
-	err := create()
-	if apierrors.IsAlreadyExists(err) {
-		return update()
-	}
-	return err
 }

@@ -9,7 +9,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 )
 
-func TestEnsureCreatesThenRepairs(t *testing.T) {
+func TestEnsureAppliesThenRepairs(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
 	if err := Ensure(ctx, client); err != nil {
@@ -31,8 +31,12 @@ func TestEnsureCreatesThenRepairs(t *testing.T) {
 	if len(role.Rules) != 2 || len(role.Rules[0].Verbs) != 4 {
 		t.Errorf("role not repaired: %+v", role.Rules)
 	}
-	binding, err := client.RbacV1().ClusterRoleBindings().Get(ctx, FlannelUser, metav1.GetOptions{})
-	if err != nil || binding.Subjects[0].Name != FlannelUser || binding.RoleRef.Name != FlannelUser {
-		t.Errorf("binding %+v, %v", binding, err)
+	binding, err := client.RbacV1().RoleBindings(metav1.NamespacePublic).Get(ctx, "hw:read-"+ClusterInfo, metav1.GetOptions{})
+	if err != nil || binding.Subjects[0].Name != "system:anonymous" {
+		t.Errorf("cluster-info must be readable anonymously: %+v, %v", binding, err)
+	}
+	agents, err := client.RbacV1().ClusterRoleBindings().Get(ctx, "hw:agents:approve-node-client", metav1.GetOptions{})
+	if err != nil || agents.Subjects[0].Name != AgentGroup {
+		t.Errorf("agents' auto-approval binding: %+v, %v", agents, err)
 	}
 }

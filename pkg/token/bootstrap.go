@@ -11,14 +11,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
-)
 
-// AgentGroup is the extra group every hw join token authenticates with, so
-// the cluster's join permissions are granted to hw's tokens only.
-const AgentGroup = "system:bootstrappers:hw:agents"
+	"github.com/hw-k8s/hw/pkg/rbac"
+)
 
 // JoinToken is one join token kept as a Kubernetes bootstrap token.
 type JoinToken struct {
@@ -41,7 +40,7 @@ func Create(ctx context.Context, client kubernetes.Interface, caPEM []byte, ttl 
 		bootstrapapi.BootstrapTokenIDKey:               id,
 		bootstrapapi.BootstrapTokenSecretKey:           secret,
 		bootstrapapi.BootstrapTokenUsageAuthentication: "true",
-		bootstrapapi.BootstrapTokenExtraGroupsKey:      AgentGroup,
+		bootstrapapi.BootstrapTokenExtraGroupsKey:      rbac.AgentGroup,
 	}
 	if description != "" {
 		data[bootstrapapi.BootstrapTokenDescriptionKey] = description
@@ -104,4 +103,24 @@ func Delete(ctx context.Context, client kubernetes.Interface, id string) error {
 		return fmt.Errorf("no token with ID %s (see 'hw token list')", id)
 	}
 	return err
+}
+
+// EnsureServerBootstrap registers the bootstrap token the server's own token
+// maps to (see Token.BootstrapToken); it never expires.
+func EnsureServerBootstrap(ctx context.Context, client kubernetes.Interface, server Token) error {
+	id, secret, _ := strings.Cut(server.BootstrapToken(), ".")
+	s := corev1ac.Secret(bootstraputil.BootstrapTokenSecretName(id), metav1.NamespaceSystem).
+		WithType(bootstrapapi.SecretTypeBootstrapToken).
+		WithStringData(map[string]string{
+			bootstrapapi.BootstrapTokenIDKey:               id,
+			bootstrapapi.BootstrapTokenSecretKey:           secret,
+			bootstrapapi.BootstrapTokenUsageAuthentication: "true",
+			bootstrapapi.BootstrapTokenExtraGroupsKey:      rbac.AgentGroup,
+			bootstrapapi.BootstrapTokenDescriptionKey:      "the server's token (<data-dir>/server/token)",
+		})
+	_, err := client.CoreV1().Secrets(metav1.NamespaceSystem).Apply(ctx, s, metav1.ApplyOptions{FieldManager: "hw", Force: true})
+	if err != nil {
+		return fmt.Errorf("registering the server's token: %w", err)
+	}
+	return nil
 }

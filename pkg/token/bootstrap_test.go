@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
+
+	"github.com/hw-k8s/hw/pkg/rbac"
 )
 
 func TestJoinTokenLifecycle(t *testing.T) {
@@ -32,7 +34,7 @@ func TestJoinTokenLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.Type != bootstrapapi.SecretTypeBootstrapToken || s.StringData[bootstrapapi.BootstrapTokenExpirationKey] != "2026-11-23T12:00:00Z" ||
-		s.StringData[bootstrapapi.BootstrapTokenExtraGroupsKey] != AgentGroup || s.StringData[bootstrapapi.BootstrapTokenUsageAuthentication] != "true" {
+		s.StringData[bootstrapapi.BootstrapTokenExtraGroupsKey] != rbac.AgentGroup || s.StringData[bootstrapapi.BootstrapTokenUsageAuthentication] != "true" {
 		t.Errorf("secret %+v", s)
 	}
 

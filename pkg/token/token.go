@@ -68,6 +68,18 @@ func Parse(s string) (Token, error) {
 	return Token{CAHash: hash, Username: user, Secret: secret}, nil
 }
 
+// BootstrapToken is the Kubernetes bootstrap token ("<id>.<secret>") this
+// token authenticates as. A join token is one already; the server's token
+// maps to one derived from its secret, which the server registers.
+func (t Token) BootstrapToken() string {
+	if bootstraputil.IsValidBootstrapToken(t.Secret) {
+		return t.Secret
+	}
+	id := sha256.Sum256([]byte("hw-token-id:" + t.Secret))
+	secret := sha256.Sum256([]byte("hw-token-secret:" + t.Secret))
+	return hex.EncodeToString(id[:])[:6] + "." + hex.EncodeToString(secret[:])[:16]
+}
+
 // CAHash is the hash a token carries for the CA with this PEM.
 func CAHash(caPEM []byte) string {
 	sum := sha256.Sum256(caPEM)

@@ -429,3 +429,10 @@ func (h *hwNode) waitReady(t *testing.T, p *hwProcess, timeout time.Duration) {
 		}
 	}
 }
+
+// agent starts `hw agent` joining server with token.
+func (h *hwNode) agent(t *testing.T, serverURL, token string, extra ...string) *hwProcess {
+	args := []string{"agent", "--data-dir", h.dataDir, "--node-name", h.name, "--kubelet-arg", "cgroup-root=/" + h.cgroupRoot(),
+		"--server", serverURL, "--token", token}
+	return h.start(t, append(args, extra...)...)
+}

@@ -183,3 +183,13 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// kubectlLike runs another hw command (e.g. `hw token create`) on the node.
+func (h *hwNode) kubectlLike(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	full := append([]string{"netns", "exec", h.netns, h.bin}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", full...).Output()
+	return strings.TrimSpace(string(out)), err
+}

@@ -67,7 +67,9 @@ func encryptionConfig(key []byte) string {
 }
 
 // authenticationConfig allows anonymous requests only to the health and
-// version endpoints; anything else without credentials is 401.
+// version endpoints and to kube-public/cluster-info (the cluster CA, which a
+// joining agent checks against its token's hash before it trusts the
+// server); anything else without credentials is 401.
 const authenticationConfig = `apiVersion: apiserver.config.k8s.io/v1
 kind: AuthenticationConfiguration
 anonymous:
@@ -77,6 +79,7 @@ anonymous:
   - path: /readyz
   - path: /healthz
   - path: /version
+  - path: /api/v1/namespaces/kube-public/configmaps/cluster-info
 `
 
 // auditPolicy records who changed what, without request bodies of Secrets

@@ -1,0 +1,246 @@
+package join
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/certificate/csr"
+	"k8s.io/klog/v2"
+
+	"github.com/hw-k8s/hw/pkg/pki"
+	"github.com/hw-k8s/hw/pkg/rbac"
+	"github.com/hw-k8s/hw/pkg/token"
+)
+
+// Request is what an agent joins with, and where it keeps what it gets.
+type Request struct {
+	Server   string
+	Token    token.Token
+	NodeName string
+	NodeIP   net.IP
+	// TLSDir receives certificates and keys; the kubeconfigs go to the paths.
+	TLSDir                                        string
+	KubeletConfig, KubeProxyConfig, FlannelConfig string
+	// StateFile keeps the CA and settings, so a restarted agent starts its
+	// node even while the server is away.
+	StateFile string
+}
+
+// Result is what a node needs from its cluster.
+type Result struct {
+	CAPEM    []byte   `json:"ca"`
+	Settings Settings `json:"settings"`
+	// Files written under TLSDir.
+	ClientCAFile, ServingCert, ServingKey string
+}
+
+// Join returns the saved identity of an agent that joined before, or joins:
+// it finds the cluster CA, checks it against the token, and obtains the
+// node's certificates. It retries an unreachable server until ctx ends.
+func Join(ctx context.Context, req Request) (*Result, error) {
+	log := klog.FromContext(ctx)
+	if res, err := req.saved(); err == nil {
+		log.Info("Using this agent's saved identity", "node", req.NodeName, "state", req.StateFile)
+		return res, nil
+	}
+	caPEM, err := req.discoverCA(ctx)
+	if err != nil {
+		return nil, err
+	}
+	boot, err := kubernetes.NewForConfig(&rest.Config{
+		Host: req.Server, BearerToken: req.Token.BootstrapToken(),
+		TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cm, err := boot.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, rbac.AgentConfig, metav1.GetOptions{})
+	if apierrors.IsUnauthorized(err) {
+		return nil, fmt.Errorf("the server %s refused the token: it is wrong, expired or deleted; get a valid one with 'hw token create' on the server (or use <data-dir>/server/token there)", req.Server)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the cluster settings from %s: %w", req.Server, err)
+	}
+	res := &Result{CAPEM: caPEM}
+	if err := json.Unmarshal([]byte(cm.Data[settingsKey]), &res.Settings); err != nil {
+		return nil, fmt.Errorf("the server's %s is unreadable: %w", rbac.AgentConfig, err)
+	}
+	log.Info("Joining the cluster", "server", req.Server, "node", req.NodeName)
+	node := "system:node:" + req.NodeName
+	certs := []struct {
+		name    string
+		signer  string
+		subject pkix.Name
+		usages  []certificatesv1.KeyUsage
+		serving bool
+	}{
+		{"client-kubelet", certificatesv1.KubeAPIServerClientKubeletSignerName, pkix.Name{CommonName: node, Organization: []string{"system:nodes"}},
+			[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, false},
+		{"serving-kubelet", certificatesv1.KubeletServingSignerName, pkix.Name{CommonName: node, Organization: []string{"system:nodes"}},
+			[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth}, true},
+		{"client-kube-proxy", certificatesv1.KubeAPIServerClientSignerName, pkix.Name{CommonName: KubeProxyUser},
+			[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, false},
+		{"client-flannel", certificatesv1.KubeAPIServerClientSignerName, pkix.Name{CommonName: FlannelUser},
+			[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, false},
+	}
+	if err := os.MkdirAll(req.TLSDir, 0o700); err != nil {
+		return nil, err
+	}
+	for _, c := range certs {
+		tmpl := &x509.CertificateRequest{Subject: c.subject}
+		if c.serving {
+			tmpl.DNSNames = []string{req.NodeName}
+			tmpl.IPAddresses = []net.IP{req.NodeIP}
+		}
+		if err := requestCertificate(ctx, boot, req.TLSDir, c.name, c.signer, tmpl, c.usages); err != nil {
+			return nil, fmt.Errorf("getting the %s certificate: %w", c.name, err)
+		}
+	}
+	res.ClientCAFile = filepath.Join(req.TLSDir, "client-ca.crt")
+	res.ServingCert, res.ServingKey = filepath.Join(req.TLSDir, "serving-kubelet.crt"), filepath.Join(req.TLSDir, "serving-kubelet.key")
+	if err := pki.WriteFileAtomic(res.ClientCAFile, []byte(res.Settings.ClientCA), 0o644); err != nil {
+		return nil, err
+	}
+	for _, k := range []struct{ path, name string }{
+		{req.KubeletConfig, "client-kubelet"}, {req.KubeProxyConfig, "client-kube-proxy"}, {req.FlannelConfig, "client-flannel"},
+	} {
+		if err := pki.WriteKubeconfigFiles(k.path, req.Server, caPEM,
+			filepath.Join(req.TLSDir, k.name+".crt"), filepath.Join(req.TLSDir, k.name+".key"), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	state, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	return res, pki.WriteFileAtomic(req.StateFile, state, 0o600)
+}
+
+// saved loads the result of an earlier join, if its files are all there.
+func (req Request) saved() (*Result, error) {
+	data, err := os.ReadFile(req.StateFile)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	if err := json.Unmarshal(data, res); err != nil {
+		return nil, err
+	}
+	for _, f := range []string{req.KubeletConfig, req.KubeProxyConfig, req.FlannelConfig, res.ClientCAFile, res.ServingCert, res.ServingKey} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// discoverCA fetches the cluster CA without trusting the server yet, then
+// checks it against the hash the token carries.
+func (req Request) discoverCA(ctx context.Context) ([]byte, error) {
+	log := klog.FromContext(ctx)
+	insecure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		// Trust comes from comparing the CA with the token's hash below.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+	}}
+	url := req.Server + "/api/v1/namespaces/kube-public/configmaps/" + rbac.ClusterInfo
+	var body []byte
+	attempt := 0
+	err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: time.Second, Factor: 2, Cap: 30 * time.Second, Steps: 1 << 30}, func(ctx context.Context) (bool, error) {
+		attempt++
+		resp, err := insecure.Get(url)
+		if err != nil {
+			log.Info("Server not reachable yet; retrying", "server", req.Server, "attempt", attempt, "err", err.Error())
+			return false, nil
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, fmt.Errorf("%s answered %s to the cluster CA request; is it an hw server?", req.Server, resp.Status)
+		}
+		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return err == nil, err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("server %s not reachable: %w", req.Server, ctx.Err())
+		}
+		return nil, err
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := json.Unmarshal(body, &cm); err != nil {
+		return nil, fmt.Errorf("%s sent an unreadable cluster-info: %v", req.Server, err)
+	}
+	cfg, err := clientcmd.Load([]byte(cm.Data["kubeconfig"]))
+	if err != nil {
+		return nil, fmt.Errorf("%s sent an unreadable cluster-info: %v", req.Server, err)
+	}
+	var caPEM []byte
+	for _, c := range cfg.Clusters {
+		caPEM = c.CertificateAuthorityData
+	}
+	if len(caPEM) == 0 {
+		return nil, fmt.Errorf("%s sent no cluster CA", req.Server)
+	}
+	if req.Token.CAHash == "" {
+		log.Info("WARNING: the token has no CA hash, so the server's identity is not checked; use the full K10… token from the server's <data-dir>/server/token or 'hw token create'")
+		return caPEM, nil
+	}
+	if got := token.CAHash(caPEM); got != req.Token.CAHash {
+		return nil, fmt.Errorf("the server %s holds CA %s, but the token is for CA %s: refusing to join (wrong --server, or a token of another cluster)", req.Server, got, req.Token.CAHash)
+	}
+	return caPEM, nil
+}
+
+// requestCertificate makes a key, asks for its certificate with a CSR, waits
+// for it to be approved and signed, and writes NAME.key and NAME.crt in dir.
+func requestCertificate(ctx context.Context, client kubernetes.Interface, dir, name, signer string, tmpl *x509.CertificateRequest, usages []certificatesv1.KeyUsage) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		return err
+	}
+	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	reqName, uid, err := csr.RequestCertificateWithContext(ctx, client, csrPEM, "", signer, nil, usages, key)
+	if err != nil {
+		return err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cert, err := csr.WaitForCertificate(waitCtx, client, reqName, uid)
+	if err != nil {
+		return fmt.Errorf("request %s was not signed: %w", reqName, err)
+	}
+	keyPEM, err := pki.KeyPEM(key)
+	if err != nil {
+		return err
+	}
+	if err := pki.WriteFileAtomic(filepath.Join(dir, name+".key"), keyPEM, 0o600); err != nil {
+		return err
+	}
+	return pki.WriteFileAtomic(filepath.Join(dir, name+".crt"), cert, 0o644)
+}

@@ -1,0 +1,167 @@
+package join
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/hw-k8s/hw/pkg/lifecycle"
+	"github.com/hw-k8s/hw/pkg/rbac"
+)
+
+// Client certificates an agent may ask for besides its kubelet's.
+const (
+	KubeProxyUser = "system:kube-proxy"
+	FlannelUser   = rbac.FlannelUser
+)
+
+// Approver approves the certificate requests of joining agents that
+// Kubernetes leaves to the distribution: kubelet serving certificates, and
+// the kube-proxy and flannel client certificates. Anything else is left
+// alone for an administrator.
+type Approver struct {
+	lifecycle.Goroutine
+	Client kubernetes.Interface
+	synced chan struct{}
+}
+
+var _ lifecycle.Component = (*Approver)(nil)
+
+// NewApprover returns the approver; nothing runs until Start.
+func NewApprover(client kubernetes.Interface) *Approver {
+	return &Approver{Client: client, synced: make(chan struct{})}
+}
+
+func (a *Approver) Name() string { return "csr-approver" }
+
+func (a *Approver) Start(ctx context.Context) error {
+	a.Go(ctx, a.run)
+	return nil
+}
+
+func (a *Approver) Ready(ctx context.Context) error {
+	select {
+	case <-a.synced:
+		return nil
+	case <-a.Done():
+		return fmt.Errorf("csr-approver stopped: %v", a.Err())
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (a *Approver) run(ctx context.Context) error {
+	log := klog.FromContext(ctx).WithName("csr-approver")
+	factory := informers.NewSharedInformerFactory(a.Client, 10*time.Minute)
+	informer := factory.Certificates().V1().CertificateSigningRequests().Informer()
+	handle := func(obj any) {
+		csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
+		if !ok || decided(csr) {
+			return
+		}
+		ok, why := Decide(csr)
+		if !ok {
+			log.V(1).Info("Leaving certificate request to an administrator", "csr", csr.Name, "reason", why)
+			return
+		}
+		csr = csr.DeepCopy()
+		csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+			Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue,
+			Reason: "HWAgentJoin", Message: why, LastUpdateTime: metav1.Now(),
+		})
+		if _, err := a.Client.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
+			log.Error(err, "Approving certificate request", "csr", csr.Name)
+			return
+		}
+		log.Info("Approved certificate request", "csr", csr.Name, "requester", csr.Spec.Username, "reason", why)
+	}
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    handle,
+		UpdateFunc: func(_, obj any) { handle(obj) },
+	}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		return ctx.Err()
+	}
+	close(a.synced)
+	<-ctx.Done()
+	factory.Shutdown()
+	return nil
+}
+
+func decided(csr *certificatesv1.CertificateSigningRequest) bool {
+	for _, c := range csr.Status.Conditions {
+		if c.Type == certificatesv1.CertificateApproved || c.Type == certificatesv1.CertificateDenied {
+			return true
+		}
+	}
+	return false
+}
+
+// Decide says whether hw approves a request, and why (or why not).
+func Decide(csr *certificatesv1.CertificateSigningRequest) (bool, string) {
+	joining := slices.Contains(csr.Spec.Groups, rbac.AgentGroup)
+	node, isNode := strings.CutPrefix(csr.Spec.Username, "system:node:")
+	if !joining && !isNode {
+		return false, "not requested by a joining agent or a node"
+	}
+	block, _ := pem.Decode(csr.Spec.Request)
+	if block == nil {
+		return false, "request is not PEM"
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return false, "request does not parse: " + err.Error()
+	}
+	if len(req.EmailAddresses) > 0 || len(req.URIs) > 0 {
+		return false, "request names e-mail addresses or URIs"
+	}
+	usages := func(allowed ...certificatesv1.KeyUsage) bool {
+		for _, u := range csr.Spec.Usages {
+			if !slices.Contains(allowed, u) {
+				return false
+			}
+		}
+		return true
+	}
+	switch csr.Spec.SignerName {
+	case certificatesv1.KubeletServingSignerName:
+		name, ok := strings.CutPrefix(req.Subject.CommonName, "system:node:")
+		if !ok || !slices.Equal(req.Subject.Organization, []string{"system:nodes"}) {
+			return false, "kubelet serving request is not for system:node:<name> in system:nodes"
+		}
+		if isNode && name != node {
+			return false, fmt.Sprintf("node %s asks for node %s's serving certificate", node, name)
+		}
+		if !usages(certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageServerAuth) {
+			return false, "kubelet serving request asks for more than server auth"
+		}
+		return true, "kubelet serving certificate of node " + name
+	case certificatesv1.KubeAPIServerClientSignerName:
+		if !joining {
+			return false, "only a joining agent gets component client certificates"
+		}
+		if cn := req.Subject.CommonName; (cn != KubeProxyUser && cn != FlannelUser) || len(req.Subject.Organization) > 0 {
+			return false, "client request is not for kube-proxy or flannel"
+		}
+		if !usages(certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageClientAuth) {
+			return false, "client request asks for more than client auth"
+		}
+		return true, "client certificate of " + req.Subject.CommonName + " for a joining agent"
+	}
+	return false, "signer " + csr.Spec.SignerName + " is not hw's to approve"
+}

@@ -1,0 +1,170 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+)
+
+// TestAgents builds a three-node cluster: a server and two agents that join
+// it over the apiserver's port, one with the server's token and one with a
+// token from `hw token create`. Pods on different nodes reach each other
+// over flannel's VXLAN, and a NodePort on an agent reaches every pod.
+// Agents with a wrong token or a token for another CA are refused.
+func TestAgents(t *testing.T) {
+	netw := newNetwork(t)
+	server := newHWNode(t, netw.addNode(t, "server"))
+	agents := []*hwNode{newHWNode(t, netw.addNode(t, "agent1")), newHWNode(t, netw.addNode(t, "agent2"))}
+	outside := netw.addNode(t, "client")
+	webapp := buildWebapp(t)
+	for _, n := range append([]*hwNode{server}, agents...) {
+		writeWebappImageFrom(t, webapp, filepath.Join(n.dataDir, "agent", "images", "webapp.tar"))
+	}
+	ctx := context.Background()
+
+	sp := server.server(t)
+	server.waitNodeReady(t, sp, 4*time.Minute)
+	client := server.client(t)
+	data, err := os.ReadFile(filepath.Join(server.dataDir, "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverToken := strings.TrimSpace(string(data))
+	serverURL := "https://" + hostPort(server.ip, 6443)
+
+	// Refusals first: nothing may be registered for them.
+	caHash, secret, _ := strings.Cut(serverToken, "::")
+	wrongSecret := caHash + "::server:not-the-secret"
+	wrongCA := "K10" + strings.Repeat("0", 64) + "::" + secret
+	for i, tc := range []struct{ name, token, want string }{
+		{"wrong token", wrongSecret, "refused the token"},
+		{"wrong CA hash", wrongCA, "refusing to join"},
+	} {
+		intruder := newHWNode(t, netw.addNode(t, fmt.Sprintf("intruder%d", i)))
+		p := intruder.agent(t, serverURL, tc.token)
+		select {
+		case <-p.exited:
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("%s: agent still running after 2 minutes", tc.name)
+		}
+		log, _ := os.ReadFile(p.logPath)
+		t.Logf("%s: agent exited with %v: %s", tc.name, p.err, tail(p.logPath, 1))
+		if p.err == nil || !strings.Contains(string(log), tc.want) {
+			t.Errorf("%s: agent exited with %v; want a non-zero exit saying %q; log ends:\n%s", tc.name, p.err, tc.want, tail(p.logPath, 5))
+		}
+		if _, err := client.CoreV1().Nodes().Get(ctx, intruder.name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("%s: node %s registered (%v)", tc.name, intruder.name, err)
+		}
+	}
+
+	joinToken, err := server.kubectlLike(t, "token", "create", "--kubeconfig", server.kubeconfig(), "--ttl", "1h")
+	if err != nil {
+		t.Fatalf("hw token create: %v: %s", err, joinToken)
+	}
+	ap := []*hwProcess{agents[0].agent(t, serverURL, serverToken), agents[1].agent(t, serverURL, joinToken)}
+	for i, a := range agents {
+		eventually(t, 4*time.Minute, "agent "+a.name+" says its node is Ready", func(ctx context.Context) error {
+			select {
+			case <-ap[i].exited:
+				t.Fatalf("agent %s exited: %v\n%s", a.name, ap[i].err, tail(ap[i].logPath, 20))
+			default:
+			}
+			if log, _ := os.ReadFile(ap[i].logPath); !strings.Contains(string(log), `"Node ready"`) {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+	}
+	for _, name := range []string{server.name, agents[0].name, agents[1].name} {
+		eventually(t, 2*time.Minute, "node "+name+" Ready", func(ctx context.Context) error {
+			n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					return nil
+				}
+			}
+			return fmt.Errorf("not Ready")
+		})
+	}
+
+	// Six replicas spread over the three nodes.
+	labels := map[string]string{"app": "spread"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "spread"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](6),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name: "webapp", Image: webappImage, ImagePullPolicy: corev1.PullNever, Args: []string{"serve"},
+						Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+					}},
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew: 1, TopologyKey: "kubernetes.io/hostname", WhenUnsatisfiable: corev1.DoNotSchedule,
+						LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+					}},
+				},
+			},
+		},
+	}
+	if _, err := client.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := runningPods(t, client, "default", "app=spread", 6)
+	perNode := map[string]int{}
+	var names []string
+	for _, p := range pods {
+		perNode[p.Spec.NodeName]++
+		names = append(names, p.Name)
+	}
+	t.Logf("pods per node: %v", perNode)
+	for _, n := range []string{server.name, agents[0].name, agents[1].name} {
+		if perNode[n] != 2 {
+			t.Errorf("pods per node %v: want 2 on each of the three nodes", perNode)
+			break
+		}
+	}
+	// Every pod reaches every other pod by its IP, across nodes.
+	for _, from := range pods {
+		for _, to := range pods {
+			if from.Name == to.Name {
+				continue
+			}
+			eventually(t, time.Minute, from.Name+" on "+from.Spec.NodeName+" reaches "+to.Name+" on "+to.Spec.NodeName, func(ctx context.Context) error {
+				out, err := server.kubectl(t, "exec", from.Name, "--", "/webapp", "get", "http://"+hostPort(to.Status.PodIP, 8080)+"/")
+				if err != nil || strings.TrimSpace(out) != to.Name {
+					return fmt.Errorf("%v: %q", err, out)
+				}
+				return nil
+			})
+		}
+	}
+	// A NodePort on an agent reaches the pods on every node.
+	svc, err := client.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "spread"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: labels,
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reachesAll(t, outside, "http://"+hostPort(agents[1].ip, svc.Spec.Ports[0].NodePort), names)
+}
