@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 )
 
@@ -68,6 +69,28 @@ func TestAgents(t *testing.T) {
 		if _, err := client.CoreV1().Nodes().Get(ctx, intruder.name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("%s: node %s registered (%v)", tc.name, intruder.name, err)
 		}
+	}
+
+	// An expired join token is refused like a wrong one.
+	expired, err := server.kubectlLike(t, "token", "create", "--kubeconfig", server.kubeconfig(), "--ttl", "1s")
+	if err != nil {
+		t.Fatalf("hw token create: %v: %s", err, expired)
+	}
+	eventually(t, time.Minute, "the 1s token expired", func(ctx context.Context) error {
+		if code := server.statusWithToken(t, expired[strings.Index(expired, "::")+2:]); code != 401 {
+			return fmt.Errorf("HTTP %d", code)
+		}
+		return nil
+	})
+	late := newHWNode(t, netw.addNode(t, "late"))
+	lp := late.agent(t, serverURL, expired)
+	select {
+	case <-lp.exited:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("agent with an expired token still running after 2 minutes")
+	}
+	if log, _ := os.ReadFile(lp.logPath); lp.err == nil || !strings.Contains(string(log), "refused the token") {
+		t.Errorf("agent with an expired token exited with %v; log ends:\n%s", lp.err, tail(lp.logPath, 5))
 	}
 
 	joinToken, err := server.kubectlLike(t, "token", "create", "--kubeconfig", server.kubeconfig(), "--ttl", "1h")
@@ -167,4 +190,95 @@ func TestAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	reachesAll(t, outside, "http://"+hostPort(agents[1].ip, svc.Spec.Ports[0].NodePort), names)
+	before := containerIDs(t, client, "app=spread")
+
+	// Edge autonomy: with the server stopped for a minute, the agents' pods
+	// keep answering; afterwards every node is Ready again, nothing restarted.
+	if err := sp.stop(t, time.Minute); err != nil {
+		t.Errorf("server exited with %v after SIGTERM", err)
+	}
+	var onAgents []corev1.Pod
+	for _, p := range pods {
+		if p.Spec.NodeName != server.name {
+			onAgents = append(onAgents, p)
+		}
+	}
+	for end := time.Now().Add(time.Minute); time.Now().Before(end); {
+		for _, p := range onAgents {
+			for _, a := range agents {
+				if a.name != p.Spec.NodeName {
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				body, err := httpGet(ctx, a.testNode, "http://"+hostPort(p.Status.PodIP, 8080)+"/")
+				cancel()
+				if err != nil || body != p.Name {
+					t.Fatalf("with the server down, pod %s on %s does not answer: %v %q", p.Name, a.name, err, body)
+				}
+			}
+		}
+		for i, a := range agents {
+			select {
+			case <-ap[i].exited:
+				t.Fatalf("agent %s exited while the server was down: %v\n%s", a.name, ap[i].err, tail(ap[i].logPath, 20))
+			default:
+			}
+		}
+	}
+	sp = server.server(t)
+	server.waitNodeReady(t, sp, 4*time.Minute)
+	client = server.client(t)
+	for _, name := range []string{agents[0].name, agents[1].name} {
+		waitNodeReadyAfter(t, client, name, time.Now())
+	}
+	if after := containerIDs(t, client, "app=spread"); after != before {
+		t.Errorf("after the server's absence: containers %s, want %s", after, before)
+	}
+
+	// A restarted agent comes back with its saved identity and its pods.
+	if err := ap[0].stop(t, time.Minute); err != nil {
+		t.Errorf("agent exited with %v after SIGTERM", err)
+	}
+	restarted := agents[0].agent(t, serverURL, serverToken)
+	eventually(t, 4*time.Minute, "restarted agent says its node is Ready", func(ctx context.Context) error {
+		log, _ := os.ReadFile(restarted.logPath)
+		if !strings.Contains(string(log), `"Node ready"`) {
+			return fmt.Errorf("not yet")
+		}
+		if !strings.Contains(string(log), "Using this agent's saved identity") {
+			t.Fatalf("restarted agent joined anew instead of using its saved identity")
+		}
+		return nil
+	})
+	waitNodeReadyAfter(t, client, agents[0].name, time.Now())
+	if after := containerIDs(t, client, "app=spread"); after != before {
+		t.Errorf("after the agent's restart: containers %s, want %s", after, before)
+	}
+	reachesAll(t, outside, "http://"+hostPort(agents[0].ip, svc.Spec.Ports[0].NodePort), names)
+}
+
+// waitNodeReadyAfter waits until the node is Ready and its kubelet has
+// renewed its node lease since the given time: after an outage or a restart
+// the old Ready status may linger.
+func waitNodeReadyAfter(t *testing.T, client kubernetes.Interface, name string, since time.Time) {
+	t.Helper()
+	eventually(t, 3*time.Minute, "node "+name+" Ready again", func(ctx context.Context) error {
+		lease, err := client.CoordinationV1().Leases("kube-node-lease").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if lease.Spec.RenewTime == nil || lease.Spec.RenewTime.Time.Before(since) {
+			return fmt.Errorf("node lease not renewed since %s", since.Format(time.RFC3339))
+		}
+		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("not Ready: %v", n.Status.Conditions)
+	})
 }
