@@ -53,7 +53,7 @@ func Agent(ctx context.Context, cfg *config.Agent) error {
 			joined, err = join.Join(ctx, join.Request{
 				Server: cfg.Server, Token: tok, NodeName: cfg.NodeName, NodeIP: cfg.NodeIP,
 				TLSDir: paths.AgentTLS, KubeletConfig: paths.KubeletConfig, KubeProxyConfig: paths.KubeProxyConfig,
-				FlannelConfig: paths.FlannelConfig, StateFile: paths.JoinState,
+				FlannelConfig: paths.FlannelConfig, StateFile: paths.JoinState, PasswordFile: paths.NodePassword,
 			})
 			return err
 		}},

@@ -123,6 +123,7 @@ type Paths struct {
 	KubeletPlugins   string // flexvolume plugin dir
 	FlannelDir       string // flannel's network config and WireGuard key
 	JoinState        string // an agent's saved CA and cluster settings
+	NodePassword     string // an agent's proof that its node name is its own
 
 	// Runtime, below /run/hw.
 	ContainerdState   string
@@ -156,6 +157,7 @@ func PathsFor(dataDir string) Paths {
 		KubeletPlugins:   filepath.Join(agent, "kubelet-plugins"),
 		FlannelDir:       filepath.Join(agent, "etc", "flannel"),
 		JoinState:        filepath.Join(agent, "join.json"),
+		NodePassword:     filepath.Join(agent, "node-password"),
 
 		ContainerdState:   filepath.Join(DefaultRuntimeDir, "containerd"),
 		ContainerdSocket:  filepath.Join(DefaultRuntimeDir, "containerd", "containerd.sock"),

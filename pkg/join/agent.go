@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -45,6 +47,9 @@ type Request struct {
 	// StateFile keeps the CA and settings, so a restarted agent starts its
 	// node even while the server is away.
 	StateFile string
+	// PasswordFile holds this machine's node password, made on first join:
+	// it proves to the server that a node name is this machine's.
+	PasswordFile string
 }
 
 // Result is what a node needs from its cluster.
@@ -86,6 +91,10 @@ func Join(ctx context.Context, req Request) (*Result, error) {
 	if err := json.Unmarshal([]byte(cm.Data[settingsKey]), &res.Settings); err != nil {
 		return nil, fmt.Errorf("the server's %s is unreadable: %w", rbac.AgentConfig, err)
 	}
+	password, err := nodePassword(req.PasswordFile)
+	if err != nil {
+		return nil, err
+	}
 	log.Info("Joining the cluster", "server", req.Server, "node", req.NodeName)
 	node := "system:node:" + req.NodeName
 	certs := []struct {
@@ -113,7 +122,12 @@ func Join(ctx context.Context, req Request) (*Result, error) {
 			tmpl.DNSNames = []string{req.NodeName}
 			tmpl.IPAddresses = []net.IP{req.NodeIP}
 		}
-		if err := requestCertificate(ctx, boot, req.TLSDir, c.name, c.signer, tmpl, c.usages); err != nil {
+		var annotations map[string]string
+		if c.signer == certificatesv1.KubeAPIServerClientKubeletSignerName {
+			sum := sha256.Sum256([]byte(password))
+			annotations = map[string]string{NodePasswordAnnotation: hex.EncodeToString(sum[:])}
+		}
+		if err := requestCertificate(ctx, boot, req.TLSDir, c.name, c.signer, tmpl, c.usages, annotations); err != nil {
 			return nil, fmt.Errorf("getting the %s certificate: %w", c.name, err)
 		}
 	}
@@ -153,6 +167,19 @@ func (req Request) saved() (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// nodePassword reads this machine's node password, making it on first use.
+func nodePassword(path string) (string, error) {
+	if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
+		return string(data), nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	password := hex.EncodeToString(b)
+	return password, pki.WriteFileAtomic(path, []byte(password), 0o600)
 }
 
 // discoverCA fetches the cluster CA without trusting the server yet, then
@@ -215,7 +242,7 @@ func (req Request) discoverCA(ctx context.Context) ([]byte, error) {
 
 // requestCertificate makes a key, asks for its certificate with a CSR, waits
 // for it to be approved and signed, and writes NAME.key and NAME.crt in dir.
-func requestCertificate(ctx context.Context, client kubernetes.Interface, dir, name, signer string, tmpl *x509.CertificateRequest, usages []certificatesv1.KeyUsage) error {
+func requestCertificate(ctx context.Context, client kubernetes.Interface, dir, name, signer string, tmpl *x509.CertificateRequest, usages []certificatesv1.KeyUsage, annotations map[string]string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -225,10 +252,14 @@ func requestCertificate(ctx context.Context, client kubernetes.Interface, dir, n
 		return err
 	}
 	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
-	reqName, uid, err := csr.RequestCertificateWithContext(ctx, client, csrPEM, "", signer, nil, usages, key)
+	created, err := client.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "hw-" + name + "-", Annotations: annotations},
+		Spec:       certificatesv1.CertificateSigningRequestSpec{Request: csrPEM, SignerName: signer, Usages: usages},
+	}, metav1.CreateOptions{})
 	if err != nil {
 		return err
 	}
+	reqName, uid := created.Name, created.UID
 	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cert, err := csr.WaitForCertificate(waitCtx, client, reqName, uid)

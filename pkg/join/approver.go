@@ -2,6 +2,7 @@ package join
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -71,21 +73,30 @@ func (a *Approver) run(ctx context.Context) error {
 		if !ok || decided(csr) {
 			return
 		}
-		ok, why := Decide(csr)
-		if !ok {
-			log.V(1).Info("Leaving certificate request to an administrator", "csr", csr.Name, "reason", why)
-			return
+		verdict, reason, why := certificatesv1.CertificateApproved, "HWAgentJoin", ""
+		if csr.Spec.SignerName == certificatesv1.KubeAPIServerClientKubeletSignerName && slices.Contains(csr.Spec.Groups, rbac.AgentGroup) {
+			var ok bool
+			ok, why = a.claimNodeName(ctx, csr)
+			if !ok {
+				verdict, reason = certificatesv1.CertificateDenied, "NodeNameTaken"
+			}
+		} else {
+			var ok bool
+			if ok, why = Decide(csr); !ok {
+				log.V(1).Info("Leaving certificate request to an administrator", "csr", csr.Name, "reason", why)
+				return
+			}
 		}
 		csr = csr.DeepCopy()
 		csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
-			Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue,
-			Reason: "HWAgentJoin", Message: why, LastUpdateTime: metav1.Now(),
+			Type: verdict, Status: corev1.ConditionTrue,
+			Reason: reason, Message: why, LastUpdateTime: metav1.Now(),
 		})
 		if _, err := a.Client.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
 			log.Error(err, "Approving certificate request", "csr", csr.Name)
 			return
 		}
-		log.Info("Approved certificate request", "csr", csr.Name, "requester", csr.Spec.Username, "reason", why)
+		log.Info("Decided certificate request", "csr", csr.Name, "verdict", verdict, "requester", csr.Spec.Username, "reason", why)
 	}
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    handle,
@@ -164,4 +175,51 @@ func Decide(csr *certificatesv1.CertificateSigningRequest) (bool, string) {
 		return true, "client certificate of " + req.Subject.CommonName + " for a joining agent"
 	}
 	return false, "signer " + csr.Spec.SignerName + " is not hw's to approve"
+}
+
+// NodePasswordAnnotation carries, on a joining agent's kubelet client
+// request, the sha256 of the password the agent made for itself on its first
+// join. The first machine to join under a name holds it from then on.
+const NodePasswordAnnotation = "hw.io/node-password-sha256"
+
+// claimNodeName decides a joining agent's kubelet client request: the node
+// name is free (and is now held by this machine), or held by the machine
+// with the same password, or held by another machine and refused.
+func (a *Approver) claimNodeName(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) (bool, string) {
+	block, _ := pem.Decode(csr.Spec.Request)
+	if block == nil {
+		return false, "request is not PEM"
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return false, "request does not parse"
+	}
+	name, ok := strings.CutPrefix(req.Subject.CommonName, "system:node:")
+	if !ok {
+		return false, "kubelet client request is not for system:node:<name>"
+	}
+	hash := csr.Annotations[NodePasswordAnnotation]
+	if len(hash) != 64 {
+		return false, "request carries no node password; join with hw agent"
+	}
+	secrets := a.Client.CoreV1().Secrets(metav1.NamespaceSystem)
+	secretName := "hw-node-password." + name
+	held, err := secrets.Get(ctx, secretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = secrets.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: secretName, Labels: map[string]string{"app.kubernetes.io/managed-by": "hw"}},
+			Data:       map[string][]byte{"sha256": []byte(hash)},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return false, "cannot record the node's password: " + err.Error()
+		}
+		return true, "node " + name + " joins for the first time"
+	}
+	if err != nil {
+		return false, "cannot read the node's password: " + err.Error()
+	}
+	if subtle.ConstantTimeCompare(held.Data["sha256"], []byte(hash)) != 1 {
+		return false, fmt.Sprintf("node name %s is held by another machine; choose another --node-name, or delete the node (kubectl delete node %s; kubectl -n kube-system delete secret %s) if that machine is gone", name, name, secretName)
+	}
+	return true, "node " + name + " joins again"
 }

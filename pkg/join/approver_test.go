@@ -1,15 +1,18 @@
 package join
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"strings"
 	"testing"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/hw-k8s/hw/pkg/rbac"
 )
@@ -50,5 +53,31 @@ func TestApproverDecides(t *testing.T) {
 		if got, why := Decide(tc.csr); got != tc.want {
 			t.Errorf("%s: approve = %v (%s), want %v", tc.name, got, why, tc.want)
 		}
+	}
+}
+
+func TestNodeNameIsHeldByTheFirstMachine(t *testing.T) {
+	ctx := context.Background()
+	a := NewApprover(fake.NewClientset())
+	agent := []string{"system:bootstrappers", rbac.AgentGroup}
+	subject := pkix.Name{CommonName: "system:node:pi", Organization: []string{"system:nodes"}}
+	ask := func(hash string) (bool, string) {
+		csr := request(t, "system:bootstrap:abcdef", agent, certificatesv1.KubeAPIServerClientKubeletSignerName, subject,
+			certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth)
+		csr.Annotations = map[string]string{NodePasswordAnnotation: hash}
+		return a.claimNodeName(ctx, csr)
+	}
+	mine, theirs := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	if ok, why := ask(mine); !ok {
+		t.Fatalf("first join refused: %s", why)
+	}
+	if ok, why := ask(mine); !ok {
+		t.Errorf("same machine joining again refused: %s", why)
+	}
+	if ok, why := ask(theirs); ok || !strings.Contains(why, "node name pi is held by another machine") {
+		t.Errorf("another machine under the same name: approve=%v (%s)", ok, why)
+	}
+	if ok, _ := ask(""); ok {
+		t.Error("a request without a node password was approved")
 	}
 }

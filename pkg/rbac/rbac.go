@@ -71,10 +71,10 @@ func Ensure(ctx context.Context, client kubernetes.Interface) error {
 	}
 	bindings := []*rbacac.ClusterRoleBindingApplyConfiguration{
 		clusterRoleBinding(FlannelUser, FlannelUser, user(FlannelUser)),
-		// Agents ask for their kubelet client certificate with a CSR (the
-		// kubelet TLS bootstrap), which the controller-manager approves.
+		// Agents ask for their certificates with CSRs; hw's approver, not the
+		// controller-manager, approves a joining kubelet's client certificate,
+		// as it checks that the node name is this machine's.
 		clusterRoleBinding("hw:agents:node-bootstrapper", "system:node-bootstrapper", group(AgentGroup)),
-		clusterRoleBinding("hw:agents:approve-node-client", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", group(AgentGroup)),
 		clusterRoleBinding("hw:nodes:renew-node-client", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", group("system:nodes")),
 	}
 	for _, r := range roles {

@@ -35,8 +35,8 @@ func TestEnsureAppliesThenRepairs(t *testing.T) {
 	if err != nil || binding.Subjects[0].Name != "system:anonymous" {
 		t.Errorf("cluster-info must be readable anonymously: %+v, %v", binding, err)
 	}
-	agents, err := client.RbacV1().ClusterRoleBindings().Get(ctx, "hw:agents:approve-node-client", metav1.GetOptions{})
+	agents, err := client.RbacV1().ClusterRoleBindings().Get(ctx, "hw:agents:node-bootstrapper", metav1.GetOptions{})
 	if err != nil || agents.Subjects[0].Name != AgentGroup {
-		t.Errorf("agents' auto-approval binding: %+v, %v", agents, err)
+		t.Errorf("agents' CSR binding: %+v, %v", agents, err)
 	}
 }

@@ -71,6 +71,18 @@ func TestAgents(t *testing.T) {
 		}
 	}
 
+	// An unreachable server is retried, and named in the log.
+	stray := newHWNode(t, netw.addNode(t, "stray"))
+	deadURL := "https://" + hostPort(netw.unusedIP(), 6443)
+	sp2 := stray.agent(t, deadURL, serverToken)
+	eventually(t, time.Minute, "agent names the unreachable server", func(ctx context.Context) error {
+		if log, _ := os.ReadFile(sp2.logPath); !strings.Contains(string(log), `"Server not reachable yet; retrying" server="`+deadURL+`"`) {
+			return fmt.Errorf("not in the log yet")
+		}
+		return nil
+	})
+	sp2.kill()
+
 	// An expired join token is refused like a wrong one.
 	expired, err := server.kubectlLike(t, "token", "create", "--kubeconfig", server.kubeconfig(), "--ttl", "1s")
 	if err != nil {
@@ -124,6 +136,21 @@ func TestAgents(t *testing.T) {
 			}
 			return fmt.Errorf("not Ready")
 		})
+	}
+
+	// A second machine cannot take a node name that is held.
+	impostor := newHWNode(t, netw.addNode(t, "impostor"))
+	ip := impostor.agent(t, serverURL, serverToken, "--node-name", agents[1].name)
+	select {
+	case <-ip.exited:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("agent with a taken node name still running after 3 minutes")
+	}
+	if log, _ := os.ReadFile(ip.logPath); ip.err == nil || !strings.Contains(string(log), "node name "+agents[1].name+" is held by another machine") {
+		t.Errorf("agent with a taken node name exited with %v; log ends:\n%s", ip.err, tail(ip.logPath, 5))
+	}
+	if n, err := client.CoreV1().Nodes().Get(ctx, agents[1].name, metav1.GetOptions{}); err != nil || n.Status.Addresses[0].Address != agents[1].ip {
+		t.Errorf("node %s after the impostor: %v %v", agents[1].name, err, n.Status.Addresses)
 	}
 
 	// Six replicas spread over the three nodes.

@@ -111,3 +111,7 @@ func (node *testNode) dial(ctx context.Context, network, addr string) (net.Conn,
 	r := <-ch
 	return r.conn, r.err
 }
+
+// unusedIP is an address on the test network that no node holds: a server
+// there is unreachable, and the packets never leave the test bridge.
+func (n *network) unusedIP() string { return fmt.Sprintf("%s.%d", n.subnet, 250) }
