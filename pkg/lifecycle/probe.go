@@ -12,6 +12,12 @@ import (
 // WaitHTTPOK polls url with client until it answers 200, or ctx ends. The
 // last answer is part of the error, so a component that never gets ready says why.
 func WaitHTTPOK(ctx context.Context, client *http.Client, url string) error {
+	return WaitHTTP(ctx, client, url, nil)
+}
+
+// WaitHTTP polls url until it answers 200 OK with a body that accept takes
+// (nil: any body), or ctx ends.
+func WaitHTTP(ctx context.Context, client *http.Client, url string, accept func(body []byte) bool) error {
 	last := "no answer yet"
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -24,7 +30,7 @@ func WaitHTTPOK(ctx context.Context, client *http.Client, url string) error {
 		if err == nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK && (accept == nil || accept(body)) {
 				return nil
 			}
 			last = fmt.Sprintf("%s: %s", resp.Status, body)

@@ -217,6 +217,10 @@ func TestAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	reachesAll(t, outside, "http://"+hostPort(agents[1].ip, svc.Spec.Ports[0].NodePort), names)
+	// The ClusterIP from every node reaches the pods on every node.
+	for _, n := range []*hwNode{server, agents[0], agents[1]} {
+		reachesAll(t, n.testNode, "http://"+svc.Spec.ClusterIP+"/", names)
+	}
 	before := containerIDs(t, client, "app=spread")
 
 	// Edge autonomy: with the server stopped for a minute, the agents' pods
@@ -282,6 +286,24 @@ func TestAgents(t *testing.T) {
 		t.Errorf("after the agent's restart: containers %s, want %s", after, before)
 	}
 	reachesAll(t, outside, "http://"+hostPort(agents[0].ip, svc.Spec.Ports[0].NodePort), names)
+
+	// A bare secret, without the CA hash, joins too, with a warning.
+	bare := strings.TrimPrefix(secret, "server:")
+	bp := late.agent(t, serverURL, bare)
+	eventually(t, 4*time.Minute, "agent with a bare secret says its node is Ready", func(ctx context.Context) error {
+		select {
+		case <-bp.exited:
+			t.Fatalf("agent with a bare secret exited: %v\n%s", bp.err, tail(bp.logPath, 10))
+		default:
+		}
+		if log, _ := os.ReadFile(bp.logPath); !strings.Contains(string(log), `"Node ready"`) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	if log, _ := os.ReadFile(bp.logPath); !strings.Contains(string(log), "the token has no CA hash, so the server's identity is not checked") {
+		t.Errorf("no warning about the missing CA hash; log ends:\n%s", tail(bp.logPath, 10))
+	}
 }
 
 // waitNodeReadyAfter waits until the node is Ready and its kubelet has

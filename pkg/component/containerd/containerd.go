@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins" // containerd's plugins, CRI included
 	"github.com/containerd/containerd/v2/cmd/containerd/server"
@@ -31,9 +32,10 @@ type Containerd struct {
 	lifecycle.Goroutine
 	cfg Config
 
-	mu     sync.Mutex
-	server *server.Server
-	ready  chan struct{}
+	mu       sync.Mutex
+	server   *server.Server
+	ready    chan struct{}
+	stopping atomic.Bool
 }
 
 var _ lifecycle.Component = (*Containerd)(nil)
@@ -53,7 +55,7 @@ func (c *Containerd) Start(ctx context.Context) error {
 		return fmt.Errorf("writing %s: %w", c.cfg.ConfigFile, err)
 	}
 	configureLogging(c.cfg.Debug)
-	ctx = log.WithLogger(ctx, log.L)
+	ctx = log.WithLogger(ctx, c.logger())
 
 	cfg := &srvconfig.Config{}
 	all := registry.Graph(func(*plugin.Registration) bool { return false })
@@ -91,6 +93,7 @@ func (c *Containerd) Start(ctx context.Context) error {
 			close(c.ready)
 		}()
 		<-ctx.Done()
+		c.stopping.Store(true)
 		srv.Stop()
 		return nil
 	})
@@ -110,6 +113,20 @@ func (c *Containerd) Ready(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// logger is containerd's logger for this instance. containerd ends the
+// process on a fatal log line; one it writes because hw is stopping it (a
+// listener closed before it served, when a stop comes during start-up) must
+// not turn a clean shutdown into exit status 1.
+func (c *Containerd) logger() *log.Entry {
+	std := logrus.StandardLogger()
+	l := &logrus.Logger{Out: std.Out, Formatter: std.Formatter, Hooks: std.Hooks, Level: std.GetLevel(), ExitFunc: func(code int) {
+		if !c.stopping.Load() {
+			os.Exit(code)
+		}
+	}}
+	return logrus.NewEntry(l)
 }
 
 var logOnce sync.Once

@@ -2,6 +2,8 @@
 package controllermanager
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 
 	"github.com/hw-k8s/hw/pkg/config"
@@ -51,5 +53,17 @@ func (c Config) Args() config.Args {
 
 // New returns the kube-controller-manager component; nothing runs until Start.
 func New(cfg Config) lifecycle.Component {
-	return k8srun.NewComponent("kube-controller-manager", cfg.Args().List(), k8srun.NewControllerManager, k8srun.LocalHealth(cfg.Port))
+	return k8srun.NewComponent("kube-controller-manager", cfg.Args().List(), k8srun.NewControllerManager, func(ctx context.Context) error {
+		// Ready once every controller is built, not just serving: building
+		// the volume controllers initialises the CSI volume plugin, whose node
+		// state is a package-level variable that kubelet, in this same
+		// process, must set last, or it cannot initialise its CSINode and
+		// exits (the known problem of embedding both, see k3s#287).
+		// The controllers' health checks are registered all at once, after
+		// every controller is built.
+		url := fmt.Sprintf("https://127.0.0.1:%d/healthz?verbose", cfg.Port)
+		return lifecycle.WaitHTTP(ctx, lifecycle.LocalHealthClient(), url, func(body []byte) bool {
+			return bytes.Contains(body, []byte("[+]serviceaccount-token-controller ok"))
+		})
+	})
 }
