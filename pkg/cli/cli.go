@@ -121,7 +121,6 @@ func AgentConfig(c *cli.Context) (*config.Agent, error) {
 	a := &config.Agent{
 		DataDir:      c.String(flagDataDir),
 		Server:       strings.TrimRight(c.String(flagServer), "/"),
-		Token:        c.String(flagToken),
 		NodeName:     c.String(flagNodeName),
 		FlannelIface: c.String(flagFlannelIface),
 		Snapshotter:  c.String(flagSnapshotter),
@@ -132,6 +131,9 @@ func AgentConfig(c *cli.Context) (*config.Agent, error) {
 		},
 	}
 	var err error
+	if a.Token, err = tokenFlag(c); err != nil {
+		return nil, err
+	}
 	if a.NodeIP, err = parseIP(c, flagNodeIP); err != nil {
 		return nil, err
 	}
@@ -156,7 +158,6 @@ func AgentConfig(c *cli.Context) (*config.Agent, error) {
 func ServerConfig(c *cli.Context) (*config.Server, error) {
 	s := &config.Server{
 		DataDir:         c.String(flagDataDir),
-		Token:           c.String(flagToken),
 		NodeName:        c.String(flagNodeName),
 		HTTPSPort:       c.Int(flagHTTPSPort),
 		TLSSANs:         c.StringSlice(flagTLSSAN),
@@ -177,6 +178,9 @@ func ServerConfig(c *cli.Context) (*config.Server, error) {
 		},
 	}
 	var err error
+	if s.Token, err = tokenFlag(c); err != nil {
+		return nil, err
+	}
 	if s.BindAddress, err = parseIP(c, flagBindAddress); err != nil {
 		return nil, err
 	}
@@ -214,6 +218,27 @@ func ServerConfig(c *cli.Context) (*config.Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// tokenFlag is --token, or the contents of --token-file (as install.sh's
+// HW_TOKEN_FILE keeps the secret out of the service's environment).
+func tokenFlag(c *cli.Context) (string, error) {
+	file := c.String(flagTokenFile)
+	if file == "" {
+		return c.String(flagToken), nil
+	}
+	if c.String(flagToken) != "" {
+		return "", fmt.Errorf("both --token and --token-file are set (or HW_TOKEN and HW_TOKEN_FILE): keep one")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return "", fmt.Errorf("--token-file %s is empty", file)
+	}
+	return token, nil
 }
 
 func parseIP(c *cli.Context, name string) (net.IP, error) {

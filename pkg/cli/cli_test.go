@@ -161,3 +161,29 @@ func TestAgentRefusals(t *testing.T) {
 		t.Errorf("from the environment: %+v, %v", cfg, err)
 	}
 }
+
+func TestAgentTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("K10abc::server:from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := runAgent(t, "--server", "https://10.0.0.1:6443", "--token-file", file)
+	if err != nil || cfg.Token != "K10abc::server:from-file" {
+		t.Errorf("--token-file: %+v, %v", cfg, err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"both", []string{"--token", "x", "--token-file", file}, "both --token and --token-file"},
+		{"missing file", []string{"--token-file", filepath.Join(dir, "absent")}, "--token-file: open " + filepath.Join(dir, "absent")},
+		{"empty file", []string{"--token-file", os.DevNull}, "is empty"},
+	} {
+		_, err := runAgent(t, append([]string{"--server", "https://10.0.0.1:6443"}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: got %v; want one line containing %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ const (
 	flagConfig              = "config"
 	flagDataDir             = "data-dir"
 	flagToken               = "token"
+	flagTokenFile           = "token-file"
 	flagServer              = "server"
 	flagNodeName            = "node-name"
 	flagNodeIP              = "node-ip"
@@ -63,6 +64,7 @@ func commonFlags() []cli.Flag {
 func serverFlags() []cli.Flag {
 	return append(commonFlags(),
 		&cli.StringFlag{Name: flagToken, Aliases: []string{"t"}, EnvVars: []string{"HW_TOKEN"}, Usage: "join secret (default: random, written to <data-dir>/server/token)"},
+		&cli.StringFlag{Name: flagTokenFile, EnvVars: []string{"HW_TOKEN_FILE"}, Usage: "read --token from this file"},
 		&cli.StringFlag{Name: flagBindAddress, Value: config.DefaultBindAddress, Usage: "address kube-apiserver listens on"},
 		&cli.IntFlag{Name: flagHTTPSPort, Value: config.DefaultHTTPSPort, Usage: "port kube-apiserver listens on"},
 		&cli.StringFlag{Name: flagAdvertiseAddress, Usage: "address kube-apiserver advertises to the cluster (default: --node-ip)"},
@@ -90,5 +92,6 @@ func agentFlags() []cli.Flag {
 	return append(commonFlags(),
 		&cli.StringFlag{Name: flagServer, Aliases: []string{"s"}, EnvVars: []string{"HW_URL"}, Usage: "server to join, https://HOST:6443"},
 		&cli.StringFlag{Name: flagToken, Aliases: []string{"t"}, EnvVars: []string{"HW_TOKEN"}, Usage: "join token, from <data-dir>/server/token on the server"},
+		&cli.StringFlag{Name: flagTokenFile, EnvVars: []string{"HW_TOKEN_FILE"}, Usage: "read --token from this file"},
 	)
 }
