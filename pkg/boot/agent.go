@@ -12,6 +12,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/join"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 	"github.com/hw-k8s/hw/pkg/preflight"
+	"github.com/hw-k8s/hw/pkg/sdnotify"
 	"github.com/hw-k8s/hw/pkg/token"
 )
 
@@ -23,6 +24,8 @@ import (
 // as a server runs its own (see node.start).
 func Agent(ctx context.Context, cfg *config.Agent) error {
 	log := klog.FromContext(ctx)
+	// First, before containerd starts a shim that could inherit it.
+	notifier := sdnotify.FromEnvironment()
 	begin := time.Now()
 	paths := cfg.Paths()
 	tok, err := token.Parse(cfg.Token)
@@ -87,6 +90,8 @@ func Agent(ctx context.Context, cfg *config.Agent) error {
 	if n.ownsPodNetwork() {
 		log.Info("Node ready", "node", cfg.NodeName, "server", cfg.Server, "took", time.Since(begin).Round(time.Millisecond))
 	}
+	tellServiceManagerReady(log, notifier)
+	defer notifier.Stopping()
 	return m.Wait(ctx)
 }
 

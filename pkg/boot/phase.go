@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/hw-k8s/hw/pkg/sdnotify"
 )
 
 // Phase is one named step of a boot sequence.
@@ -45,4 +47,12 @@ func mustJSON(v any) string {
 		panic(err) // only maps of strings are passed
 	}
 	return string(data)
+}
+
+// tellServiceManagerReady lets a systemd Type=notify unit finish starting. A
+// failure only costs the unit its start-up wait, so it is logged, not fatal.
+func tellServiceManagerReady(log klog.Logger, n *sdnotify.Notifier) {
+	if err := n.Ready(); err != nil {
+		log.Error(err, "Could not tell the service manager hw is ready")
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/pki"
 	"github.com/hw-k8s/hw/pkg/preflight"
 	"github.com/hw-k8s/hw/pkg/rbac"
+	"github.com/hw-k8s/hw/pkg/sdnotify"
 	"github.com/hw-k8s/hw/pkg/token"
 )
 
@@ -48,6 +49,8 @@ type server struct {
 // waited for until ready; then the node (see node.start).
 func Server(ctx context.Context, cfg *config.Server) error {
 	log := klog.FromContext(ctx)
+	// First, before containerd starts a shim that could inherit it.
+	notifier := sdnotify.FromEnvironment()
 	begin := time.Now()
 	s := &server{cfg: cfg, paths: cfg.Paths()}
 	s.hostname, _ = os.Hostname()
@@ -117,6 +120,8 @@ func Server(ctx context.Context, cfg *config.Server) error {
 	if cfg.WriteKubeconfig != "" {
 		log.Info("Cluster ready: run 'hw kubectl get nodes', or use this kubeconfig with any kubectl", "kubeconfig", cfg.WriteKubeconfig)
 	}
+	tellServiceManagerReady(log, notifier)
+	defer notifier.Stopping()
 	return m.Wait(ctx)
 }
 
