@@ -210,7 +210,7 @@ func (n *node) start(ctx context.Context, m *lifecycle.Manager) error {
 	return runPhases(ctx, []Phase{
 		{"pod-network", func(ctx context.Context) error {
 			subnet, mtu := fl.Lease()
-			return network.WriteCNIConfig(n.paths.CNIConfDir, subnet.String(), mtu)
+			return network.WriteCNIConfig(n.paths.CNIConfDir, n.paths.PodIPAM, subnet.String(), mtu)
 		}},
 		{"node-labels", n.label},
 		{"node-ready", n.waitReady},

@@ -129,6 +129,7 @@ type Paths struct {
 	ContainerdState   string
 	ContainerdSocket  string
 	FlannelSubnetFile string // flannel's lease: FLANNEL_SUBNET, FLANNEL_MTU…
+	PodIPAM           string // host-local's record of the pod IPs in use
 }
 
 // PathsFor derives every path from the data dir.
@@ -162,6 +163,7 @@ func PathsFor(dataDir string) Paths {
 		ContainerdState:   filepath.Join(DefaultRuntimeDir, "containerd"),
 		ContainerdSocket:  filepath.Join(DefaultRuntimeDir, "containerd", "containerd.sock"),
 		FlannelSubnetFile: filepath.Join(DefaultRuntimeDir, "flannel", "subnet.env"),
+		PodIPAM:           filepath.Join(DefaultRuntimeDir, "cni", "networks"),
 	}
 }
 

@@ -17,7 +17,9 @@ const BridgeName = "cni0"
 
 // WriteCNIConfig writes the CNI chain for pods of podCIDR: a bridge with
 // host-local addresses, then portmap (hostPort) and bandwidth (traffic shaping).
-func WriteCNIConfig(dir, podCIDR string, mtu int) error {
+// host-local records the addresses in use under ipamDir; in /run they are
+// gone after a reboot, as the pods holding them are.
+func WriteCNIConfig(dir, ipamDir, podCIDR string, mtu int) error {
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       "hw",
@@ -31,9 +33,10 @@ func WriteCNIConfig(dir, podCIDR string, mtu int) error {
 				"forceAddress": true,
 				"mtu":          mtu,
 				"ipam": map[string]any{
-					"type":   "host-local",
-					"ranges": [][]map[string]string{{{"subnet": podCIDR}}},
-					"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
+					"type":    "host-local",
+					"dataDir": ipamDir,
+					"ranges":  [][]map[string]string{{{"subnet": podCIDR}}},
+					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
 				},
 			},
 			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true},
