@@ -42,7 +42,7 @@ BUILD        := build
 # Run `hw server` with these extra flags: make run ARGS="--debug".
 ARGS ?=
 
-.PHONY: all build assets run test test-unit test-e2e vet fmt clean
+.PHONY: all build assets run test test-unit test-e2e vet fmt clean dist image
 
 all: build
 
@@ -63,13 +63,29 @@ assets:
 	$(GO) run ./scripts/buildtool pack -out $(ASSETS) $(BUILD)/bin/runc \
 		$(foreach p,$(CNI_PLUGINS),$(BUILD)/bin/$(notdir $(p))) $(BUILD)/pause.tar
 
+# A release in the layout install.sh downloads from (GitHub's):
+# download/<version>/hw-<arch> and latest/download/hw-<arch>, each with its
+# .sha256, and install.sh beside them.
+ARCH ?= $(shell $(GO) env GOARCH)
+DIST := dist
+dist: build
+	rm -rf $(DIST)
+	mkdir -p $(DIST)/download/$(VERSION) $(DIST)/latest
+	cp $(BIN) $(DIST)/download/$(VERSION)/hw-$(ARCH)
+	cp install.sh $(DIST)/download/$(VERSION)/
+	cd $(DIST)/download/$(VERSION) && sha256sum hw-$(ARCH) >hw-$(ARCH).sha256
+	cp -r $(DIST)/download/$(VERSION) $(DIST)/latest/download
+
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t hw:$(VERSION) .
+
 run: build
 	./$(BIN) server $(ARGS)
 
 test: test-unit test-e2e
 
 test-unit:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 45m ./...
 
 # End-to-end tests run real hw processes in network namespaces; they need root.
 test-e2e: build
@@ -84,5 +100,5 @@ fmt:
 	gofmt -l -w cmd pkg tests
 
 clean:
-	rm -rf bin $(BUILD) e2e.log
+	rm -rf bin $(BUILD) $(DIST) e2e.log
 	find $(ASSETS) -type f ! -name README.md -delete

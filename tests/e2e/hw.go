@@ -49,6 +49,8 @@ type hwNode struct {
 	root    string // everything of this node lives below
 	dataDir string
 	runs    int
+	// env is added to hw's environment (e.g. NOTIFY_SOCKET).
+	env []string
 	// machine holds the node's mount namespace (see machine) between runs.
 	machine *exec.Cmd
 }
@@ -147,6 +149,7 @@ func (h *hwNode) start(t *testing.T, args ...string) *hwProcess {
 	holder := h.ensureMachine(t)
 	cmdArgs := append([]string{"-t", holder, "-m", "-n", "--", h.bin}, args...)
 	cmd := exec.Command("nsenter", cmdArgs...)
+	cmd.Env = append(os.Environ(), h.env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -200,10 +203,10 @@ func (h *hwNode) ensureMachine(t *testing.T) string {
 
 // privateDirs are host paths each node gets its own copy of: kubelet's and
 // CNI's fixed paths (a user's own CNI plugin goes in /etc/cni and /opt/cni),
-// and hw's own config dir.
+// and hw's own config and default data dirs.
 // /run is one too, kept across restarts of hw as a machine keeps it: shims and
 // containerd's state live there.
-var privateDirs = []string{"/run", "/etc/hw", "/etc/cni", "/opt/cni", "/var/lib/kubelet", "/var/lib/cni", "/var/log/pods", "/var/log/containers"}
+var privateDirs = []string{"/run", "/etc/hw", "/var/lib/hw", "/etc/cni", "/opt/cni", "/var/lib/kubelet", "/var/lib/cni", "/var/log/pods", "/var/log/containers"}
 
 // prelude is the shell that sets up the node's mount namespace. `ip netns
 // exec` gives the command its own mount namespace (a slave of the host's), so
