@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/component/etcd"
 	"github.com/hw-k8s/hw/pkg/component/scheduler"
 	"github.com/hw-k8s/hw/pkg/config"
+	"github.com/hw-k8s/hw/pkg/deploy"
 	"github.com/hw-k8s/hw/pkg/join"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 	"github.com/hw-k8s/hw/pkg/pki"
@@ -38,7 +40,8 @@ type server struct {
 	// node is the server's own node: containerd, kubelet, kube-proxy, flannel.
 	node *node
 	// admin is a client with the admin kubeconfig, once the apiserver is up.
-	admin kubernetes.Interface
+	admin       kubernetes.Interface
+	adminConfig *rest.Config
 }
 
 // Server runs `hw server` until ctx is cancelled or a component fails.
@@ -104,6 +107,9 @@ func Server(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 	if err := m.Start(ctx, join.NewApprover(s.admin)); err != nil {
+		return err
+	}
+	if err := m.Start(ctx, s.manifests()); err != nil {
 		return err
 	}
 
@@ -218,6 +224,7 @@ func (s *server) ensureClusterRoles(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.adminConfig = cfg
 	if s.admin, err = kubernetes.NewForConfig(cfg); err != nil {
 		return err
 	}
@@ -247,6 +254,11 @@ func (s *server) publishJoinInfo(ctx context.Context) error {
 		FlannelBackend: s.cfg.FlannelBackend,
 		ClientCA:       string(clientCA),
 	})
+}
+
+// manifests is the auto-deploy controller for <data-dir>/server/manifests.
+func (s *server) manifests() lifecycle.Component {
+	return deploy.New(deploy.Config{Dir: s.paths.Manifests, RESTConfig: s.adminConfig})
 }
 
 func (s *server) kubeconfig(name string) string {

@@ -102,12 +102,13 @@ type ExtraArgs struct {
 type Paths struct {
 	DataDir string
 	// Server side.
-	TLS      string // certificates and keys
-	Cred     string // kubeconfigs, encryption config and other secrets
-	Etcd     string // etcd's data
-	Token    string // the join token
-	Logs     string // audit log
-	Settings string // generated policy and config files for the control plane
+	TLS       string // certificates and keys
+	Cred      string // kubeconfigs, encryption config and other secrets
+	Etcd      string // etcd's data
+	Token     string // the join token
+	Manifests string // auto-deployed manifests (pkg/deploy)
+	Logs      string // audit log
+	Settings  string // generated policy and config files for the control plane
 
 	// Node side (servers run a node too).
 	Agent            string
@@ -137,13 +138,14 @@ func PathsFor(dataDir string) Paths {
 	server := filepath.Join(dataDir, "server")
 	agent := filepath.Join(dataDir, "agent")
 	return Paths{
-		DataDir:  dataDir,
-		TLS:      filepath.Join(server, "tls"),
-		Cred:     filepath.Join(server, "cred"),
-		Etcd:     filepath.Join(server, "db", "etcd"),
-		Token:    filepath.Join(server, "token"),
-		Logs:     filepath.Join(server, "logs"),
-		Settings: filepath.Join(server, "etc"),
+		DataDir:   dataDir,
+		TLS:       filepath.Join(server, "tls"),
+		Cred:      filepath.Join(server, "cred"),
+		Etcd:      filepath.Join(server, "db", "etcd"),
+		Token:     filepath.Join(server, "token"),
+		Manifests: filepath.Join(server, "manifests"),
+		Logs:      filepath.Join(server, "logs"),
+		Settings:  filepath.Join(server, "etc"),
 
 		Agent:            agent,
 		AgentTLS:         filepath.Join(agent, "tls"),
