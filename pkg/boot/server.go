@@ -106,11 +106,14 @@ func Server(ctx context.Context, cfg *config.Server) error {
 	}); err != nil {
 		return err
 	}
-	if err := m.Start(ctx, join.NewApprover(s.admin)); err != nil {
-		return err
-	}
-	if err := m.Start(ctx, s.manifests()); err != nil {
-		return err
+	for _, c := range []lifecycle.Component{join.NewApprover(s.admin), s.manifests()} {
+		if err := m.Start(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				log.Info("Shutdown requested during start-up", "component", c.Name())
+				return nil
+			}
+			return err
+		}
 	}
 
 	n := s.node

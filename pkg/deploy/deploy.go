@@ -138,6 +138,9 @@ func (c *Controller) run(ctx context.Context) error {
 	log := klog.FromContext(ctx).WithName("manifests")
 	ctx = klog.NewContext(ctx, log)
 	if err := c.ensureCRD(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: not a failure
+		}
 		return err
 	}
 	watcher, err := fsnotify.NewWatcher()
@@ -226,9 +229,14 @@ func (c *Controller) syncAll(ctx context.Context) {
 			c.syncFile(ctx, file)
 		}
 	}
+	if ctx.Err() != nil {
+		return
+	}
 	list, err := c.dyn.Resource(manifestGVR).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		log.Error(err, "Listing Manifest objects")
+		if ctx.Err() == nil {
+			log.Error(err, "Listing Manifest objects")
+		}
 		return
 	}
 	for i := range list.Items {
