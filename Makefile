@@ -42,7 +42,7 @@ BUILD        := build
 # Run `hw server` with these extra flags: make run ARGS="--debug".
 ARGS ?=
 
-.PHONY: all build assets run test test-unit test-e2e vet fmt clean dist image
+.PHONY: all build assets run test test-unit test-e2e vet fmt clean dist image host-packages-run host-packages-test
 
 all: build
 
@@ -79,10 +79,17 @@ dist: build
 image:
 	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t hw:$(VERSION) .
 
-run: build
+# `make run` and `make test` first install missing apt packages (as root), so
+# a fresh Debian/Ubuntu machine needs nothing else; see scripts/host-packages.sh.
+host-packages-run host-packages-test: host-packages-%:
+	scripts/host-packages.sh $*
+
+run: host-packages-run
+	$(MAKE) build
 	./$(BIN) server $(ARGS)
 
-test: test-unit test-e2e
+test: host-packages-test
+	$(MAKE) test-unit test-e2e
 
 test-unit:
 	$(GO) test -count=1 -timeout 45m ./...

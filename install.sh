@@ -383,6 +383,10 @@ awk -v data="$DATA_DIR/" '
 	umount "$mnt" 2>/dev/null || umount -l "$mnt"
 done
 rm -rf /run/netns/cni-*
+# libcni's cached results for those pods (the hw network and containerd's
+# loopback), now stale.
+rm -f /var/lib/cni/results/hw-* /var/lib/cni/results/cni-loopback-*
+rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null
 
 # Network interfaces: the pods' veths on cni0, the bridge, flannel's devices.
 ip -o link show master cni0 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1 | while read -r veth; do

@@ -79,7 +79,7 @@ func server(ctx context.Context, cfg *config.Server) error {
 	defer stop()
 	klog.FromContext(ctx).Info("Starting hw server", "version", version.Version, "kubernetes", version.Kubernetes,
 		"node", cfg.NodeName, "nodeIP", cfg.NodeIP.String(), "dataDir", cfg.DataDir)
-	return boot.Server(ctx, cfg)
+	return stopIsClean(ctx, boot.Server(ctx, cfg))
 }
 
 // agent joins a server and runs a node until SIGINT or SIGTERM.
@@ -88,7 +88,18 @@ func agent(ctx context.Context, cfg *config.Agent) error {
 	defer stop()
 	klog.FromContext(ctx).Info("Starting hw agent", "version", version.Version, "kubernetes", version.Kubernetes,
 		"server", cfg.Server, "node", cfg.NodeName, "nodeIP", cfg.NodeIP.String(), "dataDir", cfg.DataDir)
-	return boot.Agent(ctx, cfg)
+	return stopIsClean(ctx, boot.Agent(ctx, cfg))
+}
+
+// stopIsClean: once SIGINT or SIGTERM asked hw to stop, an error from the
+// step the stop interrupted (a component starting, a join being retried) is
+// part of stopping, not a failure, and hw exits 0.
+func stopIsClean(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		klog.FromContext(ctx).Info("Stopped during start-up", "interrupted", err.Error())
+		return nil
+	}
+	return err
 }
 
 // daemonContext sets up logging and a context that SIGINT or SIGTERM

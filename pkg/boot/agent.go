@@ -82,9 +82,6 @@ func Agent(ctx context.Context, cfg *config.Agent) error {
 		m.Stop(klog.NewContext(context.Background(), log))
 	}()
 	if err := n.start(ctx, m); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
 		return err
 	}
 	if n.ownsPodNetwork() {

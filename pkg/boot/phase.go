@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/pkg/lifecycle"
 	"github.com/hw-k8s/hw/pkg/sdnotify"
 )
 
@@ -28,6 +29,17 @@ func runPhases(ctx context.Context, phases []Phase) error {
 			return err
 		}
 		log.V(1).Info("Phase done", "phase", p.Name, "took", time.Since(begin).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// startInOrder starts each component and waits for it to be ready before
+// the next; it stops at the first error.
+func startInOrder(ctx context.Context, m *lifecycle.Manager, components ...lifecycle.Component) error {
+	for _, c := range components {
+		if err := m.Start(ctx, c); err != nil {
+			return err
+		}
 	}
 	return nil
 }

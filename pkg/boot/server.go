@@ -90,14 +90,8 @@ func Server(ctx context.Context, cfg *config.Server) error {
 	defer func() {
 		m.Stop(klog.NewContext(context.Background(), log))
 	}()
-	for _, c := range s.components() {
-		if err := m.Start(ctx, c); err != nil {
-			if ctx.Err() != nil {
-				log.Info("Shutdown requested during start-up", "component", c.Name())
-				return nil
-			}
-			return err
-		}
+	if err := startInOrder(ctx, m, s.components()...); err != nil {
+		return err
 	}
 	log.Info("Control plane ready", "took", time.Since(begin).Round(time.Millisecond))
 	if err := runPhases(ctx, []Phase{
@@ -106,21 +100,12 @@ func Server(ctx context.Context, cfg *config.Server) error {
 	}); err != nil {
 		return err
 	}
-	for _, c := range []lifecycle.Component{join.NewApprover(s.admin), s.manifests()} {
-		if err := m.Start(ctx, c); err != nil {
-			if ctx.Err() != nil {
-				log.Info("Shutdown requested during start-up", "component", c.Name())
-				return nil
-			}
-			return err
-		}
+	if err := startInOrder(ctx, m, join.NewApprover(s.admin), s.manifests()); err != nil {
+		return err
 	}
 
 	n := s.node
 	if err := n.start(ctx, m); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
 		return err
 	}
 	if n.ownsPodNetwork() {

@@ -12,7 +12,6 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -138,9 +138,6 @@ func (c *Controller) run(ctx context.Context) error {
 	log := klog.FromContext(ctx).WithName("manifests")
 	ctx = klog.NewContext(ctx, log)
 	if err := c.ensureCRD(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting: not a failure
-		}
 		return err
 	}
 	watcher, err := fsnotify.NewWatcher()
@@ -185,21 +182,28 @@ func (c *Controller) ensureCRD(ctx context.Context) error {
 	}
 	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	crd := objs[0]
-	return wait(ctx, 30*time.Second, func() error {
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		got, err := c.dyn.Resource(crdGVR).Apply(ctx, crd.GetName(), crd, metav1.ApplyOptions{FieldManager: "hw", Force: true})
 		if err != nil {
-			return err
+			last = err
+			return false, nil
 		}
 		conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
 		for _, cond := range conds {
 			m, _ := cond.(map[string]any)
 			if m["type"] == "Established" && m["status"] == "True" {
 				c.mapper.Reset()
-				return nil
+				return true, nil
 			}
 		}
-		return fmt.Errorf("CustomResourceDefinition %s not established yet", crd.GetName())
+		last = fmt.Errorf("CustomResourceDefinition %s not established yet", crd.GetName())
+		return false, nil
 	})
+	if err != nil {
+		return fmt.Errorf("installing the Manifest type: %w (last: %v)", err, last)
+	}
+	return nil
 }
 
 // syncAll applies every changed file and removes what deleted files made.
@@ -502,22 +506,3 @@ func checksum(data []byte) string {
 }
 
 func shortHash(data []byte) string { return checksum(data)[:8] }
-
-// wait retries fn until it succeeds, ctx ends or timeout passes.
-func wait(ctx context.Context, timeout time.Duration, fn func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(ctx.Err(), err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}

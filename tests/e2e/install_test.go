@@ -116,8 +116,9 @@ func TestInstallKillallUninstall(t *testing.T) {
 	if left := node.leftovers(t, holder); len(left) > 0 {
 		t.Errorf("after hw-uninstall.sh:\n%s", strings.Join(left, "\n"))
 	}
-	// The node's own copies of the host folders hw writes to, and the bin dir.
-	for _, dir := range []string{"usr-local-bin", "etc-hw", "var-lib-hw", "run/hw", "var-lib-kubelet", "var-log-pods", "var-log-containers"} {
+	// The node's own copies of the host folders hw and its CNI plugins write
+	// to, and the bin dir.
+	for _, dir := range []string{"usr-local-bin", "etc-hw", "var-lib-hw", "run/hw", "var-lib-kubelet", "var-lib-cni", "var-log-pods", "var-log-containers"} {
 		var files []string
 		filepath.WalkDir(filepath.Join(node.root, dir), func(path string, d os.DirEntry, err error) error {
 			if err == nil && path != filepath.Join(node.root, dir) {

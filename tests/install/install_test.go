@@ -148,9 +148,8 @@ func releaseArch(t *testing.T) string {
 // .sha256 beside it.
 type releases struct {
 	*httptest.Server
-	mu       sync.Mutex
-	files    map[string][]byte
-	requests []string
+	mu    sync.Mutex
+	files map[string][]byte
 }
 
 func newReleases(t *testing.T) *releases {
@@ -158,7 +157,6 @@ func newReleases(t *testing.T) *releases {
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.requests = append(r.requests, req.URL.Path)
 		data, ok := r.files[req.URL.Path]
 		if !ok {
 			http.NotFound(w, req)
@@ -393,14 +391,14 @@ func TestNoInitAndSecondRun(t *testing.T) {
 	rel.publish(t, "download/v1.2.3", fakeBinary("v1.2.3"), "")
 	rel.publish(t, "latest/download", fakeBinary("v9"), "")
 	vars := []string{"INSTALL_HW_DOWNLOAD_URL=" + rel.URL + "/", "INSTALL_HW_VERSION=v1.2.3", "INSTALL_HW_INIT=none",
-		"INSTALL_HW_NAME=edge", "INSTALL_HW_EXEC=server --cluster-init-is-not-a-flag-here"}
+		"INSTALL_HW_NAME=edge", "INSTALL_HW_EXEC=server --debug"}
 
 	out := s.mustInstall(t, vars...)
 	if got := readFile(t, filepath.Join(s.bin, "hw")); got != string(fakeBinary("v1.2.3")) {
 		t.Errorf("INSTALL_HW_VERSION=v1.2.3 installed %q", got)
 	}
 	assertContains(t, "install.sh output", out, "no service (INSTALL_HW_INIT=none)",
-		s.bin+"/hw server --cluster-init-is-not-a-flag-here")
+		s.bin+"/hw server --debug")
 	want := []string{
 		"etc-hw/edge.env",
 		"usr-local-bin/hw", "usr-local-bin/hw-killall.sh", "usr-local-bin/hw-uninstall.sh",
