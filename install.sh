@@ -398,18 +398,23 @@ for link in cni0 flannel.1 flannel-v6.1 flannel-wg flannel-wg-v6; do
 	fi
 done
 
-# Firewall: kube-proxy's, flannel's and the CNI plugins' chains and the rules
-# that jump to them; every other rule is restored as it was.
+# The cluster DNS address every node answers on (see docs/addons.md).
+ip -o -4 addr show dev lo label lo:hw-dns 2>/dev/null | awk '{ print $4 }' | while read -r addr; do
+	ip addr delete "$addr" dev lo
+done
+
+# Firewall: kube-proxy's, flannel's, the CNI plugins' and the cluster DNS's
+# chains and the rules that jump to them; every other rule is restored as it was.
 for tool in iptables ip6tables iptables-legacy ip6tables-legacy; do
 	command -v "$tool-save" >/dev/null 2>&1 || continue
 	rules=$("$tool-save" 2>/dev/null) || continue
-	echo "$rules" | grep -Eq 'KUBE-|CNI-|FLANNEL' || continue
-	echo "$rules" | grep -Ev 'KUBE-|CNI-|FLANNEL' | "$tool-restore"
+	echo "$rules" | grep -Eq 'KUBE-|CNI-|FLANNEL|HW-DNS' || continue
+	echo "$rules" | grep -Ev 'KUBE-|CNI-|FLANNEL|HW-DNS' | "$tool-restore"
 done
 if command -v nft >/dev/null 2>&1; then
 	nft list tables 2>/dev/null | while read -r _ family table; do
 		case "$table" in
-		kube-proxy | flannel*) nft delete table "$family" "$table" ;;
+		kube-proxy | flannel* | hw-dns) nft delete table "$family" "$table" ;;
 		esac
 	done
 fi

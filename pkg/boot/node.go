@@ -20,6 +20,7 @@ import (
 
 	"github.com/hw-k8s/hw/pkg/assets"
 	"github.com/hw-k8s/hw/pkg/component/containerd"
+	"github.com/hw-k8s/hw/pkg/component/dns"
 	"github.com/hw-k8s/hw/pkg/component/flannel"
 	"github.com/hw-k8s/hw/pkg/component/kubelet"
 	"github.com/hw-k8s/hw/pkg/component/kubeproxy"
@@ -27,8 +28,10 @@ import (
 	"github.com/hw-k8s/hw/pkg/hostinfo"
 	"github.com/hw-k8s/hw/pkg/images"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
+	"github.com/hw-k8s/hw/pkg/localpath"
 	"github.com/hw-k8s/hw/pkg/network"
 	"github.com/hw-k8s/hw/pkg/preflight"
+	"github.com/hw-k8s/hw/pkg/servicelb"
 	"github.com/hw-k8s/hw/pkg/shim"
 )
 
@@ -182,6 +185,21 @@ func (n *node) start(ctx context.Context, m *lifecycle.Manager) error {
 		return err
 	}
 	if err := m.Start(ctx, kubeproxy.New(n.proxy)); err != nil {
+		return err
+	}
+	if err := m.Start(ctx, dns.New(dns.Config{
+		NodeName:   n.cfg.Name,
+		Kubeconfig: n.paths.KubeletConfig,
+		ClusterIP:  n.cfg.ClusterDNS,
+		Dir:        n.paths.DNS,
+		NFTables:   n.proxy.Mode() == "nftables",
+	})); err != nil {
+		return err
+	}
+	if err := startInOrder(ctx, m,
+		&localpath.Cleaner{NodeName: n.cfg.Name, Kubeconfig: n.paths.KubeletConfig, Dir: n.paths.Storage},
+		&servicelb.Reporter{NodeName: n.cfg.Name, Kubeconfig: n.paths.KubeletConfig},
+	); err != nil {
 		return err
 	}
 	if !n.ownsPodNetwork() {

@@ -2,6 +2,7 @@ package boot
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/manifests"
+	"github.com/hw-k8s/hw/pkg/addons"
 	"github.com/hw-k8s/hw/pkg/component/apiserver"
 	"github.com/hw-k8s/hw/pkg/component/controllermanager"
 	"github.com/hw-k8s/hw/pkg/component/etcd"
@@ -21,10 +24,13 @@ import (
 	"github.com/hw-k8s/hw/pkg/deploy"
 	"github.com/hw-k8s/hw/pkg/join"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
+	"github.com/hw-k8s/hw/pkg/localpath"
+	"github.com/hw-k8s/hw/pkg/metrics"
 	"github.com/hw-k8s/hw/pkg/pki"
 	"github.com/hw-k8s/hw/pkg/preflight"
 	"github.com/hw-k8s/hw/pkg/rbac"
 	"github.com/hw-k8s/hw/pkg/sdnotify"
+	"github.com/hw-k8s/hw/pkg/servicelb"
 	"github.com/hw-k8s/hw/pkg/token"
 )
 
@@ -82,6 +88,7 @@ func Server(ctx context.Context, cfg *config.Server) error {
 		{"kubeconfigs", s.writeKubeconfigs},
 		{"apiserver-files", s.writeAPIServerFiles},
 		{"token", s.ensureToken},
+		{"addons", s.writeAddOns},
 	}); err != nil {
 		return err
 	}
@@ -111,6 +118,9 @@ func Server(ctx context.Context, cfg *config.Server) error {
 	if n.ownsPodNetwork() {
 		log.Info("Node ready", "node", cfg.NodeName, "took", time.Since(begin).Round(time.Millisecond))
 	}
+	if err := startInOrder(ctx, m, s.addOnControllers()...); err != nil {
+		return err
+	}
 	if cfg.WriteKubeconfig != "" {
 		log.Info("Cluster ready: run 'hw kubectl get nodes', or use this kubeconfig with any kubectl", "kubeconfig", cfg.WriteKubeconfig)
 	}
@@ -129,7 +139,14 @@ func (s *server) preflight(ctx context.Context) error {
 		{Host: s.cfg.NodeIP.String(), Number: config.EtcdPeerPort, Component: "etcd peers"},
 		{Host: "127.0.0.1", Number: config.ControllerManagerPort, Component: "kube-controller-manager"},
 		{Host: "127.0.0.1", Number: config.SchedulerPort, Component: "kube-scheduler"},
-	}, nodePorts()...))
+	}, append(s.addOnPorts(), nodePorts()...)...))
+}
+
+func (s *server) addOnPorts() []preflight.Port {
+	if s.cfg.Disabled("metrics-server") {
+		return nil
+	}
+	return []preflight.Port{{Host: s.cfg.NodeIP.String(), Number: config.MetricsPort, Component: "metrics API (--disable metrics-server to do without)"}}
 }
 
 func (s *server) ensurePKI(ctx context.Context) error {
@@ -242,6 +259,50 @@ func (s *server) publishJoinInfo(ctx context.Context) error {
 		FlannelBackend: s.cfg.FlannelBackend,
 		ClientCA:       string(clientCA),
 	})
+}
+
+// writeAddOns renders the packaged add-ons into the manifests folder and
+// removes the disabled ones, before the auto-deploy controller reads it.
+func (s *server) writeAddOns(ctx context.Context) error {
+	changes, err := addons.Write(s.paths.Manifests, manifests.Settings{
+		ClusterDNS:     s.cfg.ClusterDNS.String(),
+		ClusterDomain:  s.cfg.ClusterDomain,
+		ServerIP:       s.cfg.NodeIP.String(),
+		MetricsPort:    config.MetricsPort,
+		ServerCABase64: base64.StdEncoding.EncodeToString(s.pki.ServerCA.CertPEM()),
+	}, s.cfg.Disabled)
+	log := klog.FromContext(ctx)
+	for _, c := range changes {
+		if c.Action != "unchanged" {
+			log.Info("Packaged add-on", "addon", c.AddOn, "file", c.File, "action", c.Action)
+		}
+	}
+	return err
+}
+
+// addOnControllers are the add-ons that run in the server's process, once
+// its node is up: what their manifests declare is served from here.
+func (s *server) addOnControllers() []lifecycle.Component {
+	var out []lifecycle.Component
+	if !s.cfg.Disabled("local-storage") {
+		out = append(out, localpath.NewProvisioner(s.admin))
+	}
+	if !s.cfg.Disabled("servicelb") {
+		out = append(out, servicelb.NewController(s.admin))
+	}
+	if !s.cfg.Disabled("metrics-server") {
+		out = append(out, metrics.New(metrics.Config{
+			Addr:              net.JoinHostPort(s.cfg.NodeIP.String(), fmt.Sprint(config.MetricsPort)),
+			ServingCert:       s.pki.MetricsServing.CertFile,
+			ServingKey:        s.pki.MetricsServing.KeyFile,
+			RequestHeaderCA:   s.pki.RequestHeaderCA.CertFile,
+			KubeletClientCert: s.pki.APIServerKubeletClient.CertFile,
+			KubeletClientKey:  s.pki.APIServerKubeletClient.KeyFile,
+			KubeletCA:         s.pki.ServerCA.CertFile,
+			Client:            s.admin,
+		}))
+	}
+	return out
 }
 
 // manifests is the auto-deploy controller for <data-dir>/server/manifests.

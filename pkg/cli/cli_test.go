@@ -112,6 +112,7 @@ func TestBadInputIsOneClearLine(t *testing.T) {
 		{"relative data dir", []string{"--data-dir", "rel/dir"}, "must be an absolute path"},
 		{"unknown snapshotter", []string{"--snapshotter", "zfs"}, `--snapshotter "zfs" is not one of overlayfs, native`},
 		{"unknown flannel backend", []string{"--flannel-backend", "wireguard"}, `--flannel-backend "wireguard" is not one of vxlan, host-gw, wireguard-native, none`},
+		{"unknown add-on", []string{"--disable", "coredns,traefik"}, `--disable "traefik" is not a packaged add-on; choose from coredns, local-storage, servicelb, metrics-server`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := runServer(t, tc.args...)

@@ -17,21 +17,23 @@ import (
 
 // Defaults a k3s user will recognise.
 const (
-	DefaultDataDir         = "/var/lib/hw"
-	DefaultConfigFile      = "/etc/hw/config.yaml"
-	DefaultKubeconfigPath  = "/etc/hw/hw.yaml"
-	DefaultRuntimeDir      = "/run/hw"
-	DefaultHTTPSPort       = 6443
-	DefaultClusterCIDR     = "10.42.0.0/16"
-	DefaultServiceCIDR     = "10.43.0.0/16"
-	DefaultClusterDNS      = "10.43.0.10"
-	DefaultClusterDomain   = "cluster.local"
-	DefaultBindAddress     = "0.0.0.0"
-	DefaultKubeconfigMode  = "0600"
-	EtcdClientPort         = 2379
-	EtcdPeerPort           = 2380
-	ControllerManagerPort  = 10257
-	SchedulerPort          = 10259
+	DefaultDataDir        = "/var/lib/hw"
+	DefaultConfigFile     = "/etc/hw/config.yaml"
+	DefaultKubeconfigPath = "/etc/hw/hw.yaml"
+	DefaultRuntimeDir     = "/run/hw"
+	DefaultHTTPSPort      = 6443
+	DefaultClusterCIDR    = "10.42.0.0/16"
+	DefaultServiceCIDR    = "10.43.0.0/16"
+	DefaultClusterDNS     = "10.43.0.10"
+	DefaultClusterDomain  = "cluster.local"
+	DefaultBindAddress    = "0.0.0.0"
+	DefaultKubeconfigMode = "0600"
+	EtcdClientPort        = 2379
+	EtcdPeerPort          = 2380
+	ControllerManagerPort = 10257
+	SchedulerPort         = 10259
+	// MetricsPort serves metrics.k8s.io on the server's node IP (pkg/metrics).
+	MetricsPort            = 10262
 	defaultNodeCIDRMaskLen = 24
 )
 
@@ -46,6 +48,9 @@ const (
 
 // Snapshotters are the valid --snapshotter values.
 var Snapshotters = []string{"overlayfs", "native"}
+
+// AddOns are the packaged add-ons, each turned off with --disable NAME.
+var AddOns = []string{"coredns", "local-storage", "servicelb", "metrics-server"}
 
 // FlannelBackends are the valid --flannel-backend values.
 var FlannelBackends = []string{FlannelVXLAN, FlannelHostGW, FlannelWireGuard, FlannelNone}
@@ -125,6 +130,8 @@ type Paths struct {
 	FlannelDir       string // flannel's network config and WireGuard key
 	JoinState        string // an agent's saved CA and cluster settings
 	NodePassword     string // an agent's proof that its node name is its own
+	DNS              string // the cluster DNS's Corefile as run and its imports
+	Storage          string // local-path volumes (pkg/localpath)
 
 	// Runtime, below /run/hw.
 	ContainerdState   string
@@ -161,6 +168,8 @@ func PathsFor(dataDir string) Paths {
 		FlannelDir:       filepath.Join(agent, "etc", "flannel"),
 		JoinState:        filepath.Join(agent, "join.json"),
 		NodePassword:     filepath.Join(agent, "node-password"),
+		DNS:              filepath.Join(agent, "dns"),
+		Storage:          filepath.Join(dataDir, "storage"),
 
 		ContainerdState:   filepath.Join(DefaultRuntimeDir, "containerd"),
 		ContainerdSocket:  filepath.Join(DefaultRuntimeDir, "containerd", "containerd.sock"),
@@ -224,6 +233,11 @@ func (s *Server) Validate() error {
 	}
 	if !slices.Contains(FlannelBackends, s.FlannelBackend) {
 		return fmt.Errorf("--flannel-backend %q is not one of %s", s.FlannelBackend, strings.Join(FlannelBackends, ", "))
+	}
+	for _, d := range s.Disable {
+		if !slices.Contains(AddOns, d) {
+			return fmt.Errorf("--disable %q is not a packaged add-on; choose from %s", d, strings.Join(AddOns, ", "))
+		}
 	}
 	return validateNode(s.NodeName, s.Snapshotter, s.ExtraArgs)
 }

@@ -122,16 +122,7 @@ func (c *Controller) Start(ctx context.Context) error {
 }
 
 // Ready returns once every file in the folder was applied or failed once.
-func (c *Controller) Ready(ctx context.Context) error {
-	select {
-	case <-c.firstPass:
-		return nil
-	case <-c.Done():
-		return fmt.Errorf("manifests controller stopped: %v", c.Err())
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (c *Controller) Ready(ctx context.Context) error { return c.WaitReady(ctx, c.firstPass) }
 
 func (c *Controller) run(ctx context.Context) error {
 	defer c.events.Shutdown()

@@ -53,16 +53,7 @@ func (a *Approver) Start(ctx context.Context) error {
 	return nil
 }
 
-func (a *Approver) Ready(ctx context.Context) error {
-	select {
-	case <-a.synced:
-		return nil
-	case <-a.Done():
-		return fmt.Errorf("csr-approver stopped: %v", a.Err())
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (a *Approver) Ready(ctx context.Context) error { return a.WaitReady(ctx, a.synced) }
 
 func (a *Approver) run(ctx context.Context) error {
 	log := klog.FromContext(ctx).WithName("csr-approver")

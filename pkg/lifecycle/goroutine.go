@@ -66,3 +66,16 @@ func (g *Goroutine) Stop(ctx context.Context) error {
 		return fmt.Errorf("still running after %w", ctx.Err())
 	}
 }
+
+// WaitReady is a Ready for a goroutine component that closes ready once it
+// serves: it returns when ready is closed, the goroutine ends, or ctx ends.
+func (g *Goroutine) WaitReady(ctx context.Context, ready <-chan struct{}) error {
+	select {
+	case <-ready:
+		return nil
+	case <-g.Done():
+		return fmt.Errorf("stopped before it was ready: %v", g.Err())
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -20,6 +20,10 @@ type ServerNames struct {
 	ExtraSANs []string
 }
 
+// MetricsServiceName is the name the apiserver checks on the metrics API's
+// serving certificate: its Service, kube-system/metrics-server.
+const MetricsServiceName = "metrics-server.kube-system.svc"
+
 // ServerPKI is every credential the control plane uses, as files.
 type ServerPKI struct {
 	ServerCA, ClientCA, RequestHeaderCA, EtcdServerCA, EtcdPeerCA *Authority
@@ -32,6 +36,7 @@ type ServerPKI struct {
 	KubeProxy              *Leaf
 	Flannel                *Leaf // every node's flannel; RBAC: rbac.FlannelUser
 	FrontProxyClient       *Leaf
+	MetricsServing         *Leaf // the metrics.k8s.io API hw serves
 	EtcdServer             *Leaf
 	EtcdPeer               *Leaf
 	EtcdClient             *Leaf
@@ -92,6 +97,8 @@ func EnsureServer(dir string, names ServerNames, now time.Time) (*ServerPKI, err
 		{leafSpec{&p.KubeProxy, &p.ClientCA, LeafSpec{Name: "client-kube-proxy", CommonName: "system:kube-proxy", Usage: ClientAuth}}, dir},
 		{leafSpec{&p.Flannel, &p.ClientCA, LeafSpec{Name: "client-flannel", CommonName: "system:hw-flannel", Usage: ClientAuth}}, dir},
 		{leafSpec{&p.FrontProxyClient, &p.RequestHeaderCA, LeafSpec{Name: "client-auth-proxy", CommonName: "system:auth-proxy", Usage: ClientAuth}}, dir},
+		{leafSpec{&p.MetricsServing, &p.ServerCA, LeafSpec{Name: "serving-metrics", CommonName: "hw-metrics", Usage: ServerAuth,
+			DNSNames: []string{MetricsServiceName}, IPs: []net.IP{names.NodeIP}}}, dir},
 		{leafSpec{&p.EtcdServer, &p.EtcdServerCA, LeafSpec{Name: "server-client", CommonName: "etcd-server", Usage: ServerAuth | ClientAuth, DNSNames: []string{"localhost", names.NodeName}, IPs: etcdIPs}}, etcdDir},
 		{leafSpec{&p.EtcdPeer, &p.EtcdPeerCA, LeafSpec{Name: "peer-server-client", CommonName: "etcd-peer", Usage: ServerAuth | ClientAuth, DNSNames: []string{"localhost", names.NodeName}, IPs: etcdIPs}}, etcdDir},
 		{leafSpec{&p.EtcdClient, &p.EtcdServerCA, LeafSpec{Name: "client", CommonName: "etcd-client", Usage: ClientAuth}}, etcdDir},
@@ -116,7 +123,7 @@ func EnsureServer(dir string, names ServerNames, now time.Time) (*ServerPKI, err
 func (p *ServerPKI) Issued() []string {
 	var out []string
 	for _, l := range []*Leaf{p.APIServerServing, p.APIServerKubeletClient, p.Admin, p.ControllerManager,
-		p.Scheduler, p.KubeProxy, p.Flannel, p.FrontProxyClient, p.EtcdServer, p.EtcdPeer, p.EtcdClient} {
+		p.Scheduler, p.KubeProxy, p.Flannel, p.FrontProxyClient, p.MetricsServing, p.EtcdServer, p.EtcdPeer, p.EtcdClient} {
 		if l.Issued {
 			out = append(out, l.CertFile)
 		}

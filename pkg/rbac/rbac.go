@@ -27,6 +27,9 @@ const (
 	AgentConfig = "hw-agent-config"
 )
 
+// DNSConfigMaps are the cluster DNS's configuration (see pkg/component/dns).
+var DNSConfigMaps = []string{"coredns", "coredns-custom"}
+
 const fieldManager = "hw"
 
 var managedBy = map[string]string{"app.kubernetes.io/managed-by": "hw"}
@@ -51,9 +54,13 @@ func group(name string) *rbacac.SubjectApplyConfiguration {
 
 // readConfigMap is a Role and its binding that let subjects get one ConfigMap.
 func readConfigMap(namespace, configMap string, subjects ...*rbacac.SubjectApplyConfiguration) (*rbacac.RoleApplyConfiguration, *rbacac.RoleBindingApplyConfiguration) {
-	name := "hw:read-" + configMap
+	return configMapsRole("hw:read-"+configMap, namespace, []string{configMap}, []string{"get"}, subjects...)
+}
+
+// configMapsRole is a Role and its binding that give subjects verbs on some ConfigMaps.
+func configMapsRole(name, namespace string, configMaps, verbs []string, subjects ...*rbacac.SubjectApplyConfiguration) (*rbacac.RoleApplyConfiguration, *rbacac.RoleBindingApplyConfiguration) {
 	role := rbacac.Role(name, namespace).WithLabels(managedBy).WithRules(
-		rbacac.PolicyRule().WithAPIGroups("").WithResources("configmaps").WithResourceNames(configMap).WithVerbs("get"))
+		rbacac.PolicyRule().WithAPIGroups("").WithResources("configmaps").WithResourceNames(configMaps...).WithVerbs(verbs...))
 	binding := rbacac.RoleBinding(name, namespace).WithLabels(managedBy).
 		WithRoleRef(rbacac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("Role").WithName(name)).
 		WithSubjects(subjects...)
@@ -68,9 +75,14 @@ func Ensure(ctx context.Context, client kubernetes.Interface) error {
 		clusterRole(FlannelUser,
 			rbacac.PolicyRule().WithAPIGroups("").WithResources("nodes").WithVerbs("get", "list", "watch", "patch"),
 			rbacac.PolicyRule().WithAPIGroups("").WithResources("nodes/status").WithVerbs("patch")),
+		// Each node removes the directories of deleted local-path volumes
+		// after checking they are gone (pkg/localpath).
+		clusterRole("hw:node-volumes",
+			rbacac.PolicyRule().WithAPIGroups("").WithResources("persistentvolumes").WithVerbs("get", "list", "watch")),
 	}
 	bindings := []*rbacac.ClusterRoleBindingApplyConfiguration{
 		clusterRoleBinding(FlannelUser, FlannelUser, user(FlannelUser)),
+		clusterRoleBinding("hw:node-volumes", "hw:node-volumes", group("system:nodes")),
 		// Agents ask for their certificates with CSRs; hw's approver, not the
 		// controller-manager, approves a joining kubelet's client certificate,
 		// as it checks that the node name is this machine's.
@@ -89,12 +101,15 @@ func Ensure(ctx context.Context, client kubernetes.Interface) error {
 	}
 	infoRole, infoBinding := readConfigMap(metav1.NamespacePublic, ClusterInfo, user("system:anonymous"), group(AgentGroup))
 	configRole, configBinding := readConfigMap(metav1.NamespaceSystem, AgentConfig, group(AgentGroup), group("system:nodes"))
-	for _, r := range []*rbacac.RoleApplyConfiguration{infoRole, configRole} {
+	// Every node runs the cluster DNS and follows its configuration, even
+	// while the add-on is disabled (it then waits for the ConfigMap).
+	dnsRole, dnsBinding := configMapsRole("hw:node-dns-config", metav1.NamespaceSystem, DNSConfigMaps, []string{"get", "list", "watch"}, group("system:nodes"))
+	for _, r := range []*rbacac.RoleApplyConfiguration{infoRole, configRole, dnsRole} {
 		if _, err := api.Roles(*r.Namespace).Apply(ctx, r, opts); err != nil {
 			return fmt.Errorf("role %s/%s: %w", *r.Namespace, *r.Name, err)
 		}
 	}
-	for _, b := range []*rbacac.RoleBindingApplyConfiguration{infoBinding, configBinding} {
+	for _, b := range []*rbacac.RoleBindingApplyConfiguration{infoBinding, configBinding, dnsBinding} {
 		if _, err := api.RoleBindings(*b.Namespace).Apply(ctx, b, opts); err != nil {
 			return fmt.Errorf("role binding %s/%s: %w", *b.Namespace, *b.Name, err)
 		}

@@ -4,6 +4,8 @@ package shim
 
 import (
 	"context"
+	"flag"
+	"os"
 	"path/filepath"
 
 	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/manager"
@@ -35,5 +37,8 @@ func Run() {
 	for _, r := range keep {
 		registry.Register(&r)
 	}
+	// The shim defines its flags on the process-wide flag set, where linked-in
+	// packages (CoreDNS's) already put some of the same names.
+	flag.CommandLine = flag.NewFlagSet(os.Args[0], flag.ExitOnError)
 	shim.RunShim(context.Background(), manager.NewShimManager("io.containerd.runc.v2"))
 }

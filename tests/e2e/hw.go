@@ -221,6 +221,12 @@ func (h *hwNode) prelude(t *testing.T) string {
 		private := filepath.Join(h.root, strings.ReplaceAll(strings.TrimPrefix(dir, "/"), "/", "-"))
 		fmt.Fprintf(&b, "mkdir -p %s %s && mount --bind %s %s\n", dir, private, private, dir)
 	}
+	// The node's resolver is on the test network, never the host's.
+	resolvConf := filepath.Join(h.root, "resolv.conf")
+	if err := os.WriteFile(resolvConf, []byte("nameserver "+h.resolver+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "mount --bind %s /etc/resolv.conf\n", resolvConf)
 	b.WriteString("mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup\n")
 	for _, m := range hostCgroupMounts(t) {
 		fmt.Fprintf(&b, "mkdir -p %s && mount -t %s -o %s %s %s\n", m.dir, m.fstype, m.opts, m.fstype, m.dir)

@@ -85,7 +85,7 @@ func TestInstallKillallUninstall(t *testing.T) {
 	reachesAll(t, outside, "http://"+hostPort(node.ip, svc.Spec.Ports[0].NodePort), []string{pod.Name})
 	before := node.leftovers(t, holder)
 	for _, want := range []string{"process ", "cgroup process ", "mount /run/hw/", "mount /var/lib/kubelet/", "mount /run/netns/cni-",
-		"link cni0", "link flannel.1", "link veth", "iptables -A KUBE-", "iptables -A FLANNEL"} {
+		"link cni0", "link flannel.1", "link veth", "iptables -A KUBE-", "iptables -A FLANNEL", "iptables -A HW-DNS", "address lo:hw-dns"} {
 		if !slices.ContainsFunc(before, func(l string) bool { return strings.HasPrefix(l, want) }) {
 			t.Fatalf("before hw-killall.sh, nothing like %q on the node, so the test proves nothing:\n%s", want, strings.Join(before, "\n"))
 		}
@@ -210,7 +210,7 @@ func receiveNotify(ch <-chan string) string {
 }
 
 // hwRulePattern matches kube-proxy's, flannel's and the CNI plugins' chains.
-var hwRulePattern = regexp.MustCompile(`KUBE-|CNI-|FLANNEL`)
+var hwRulePattern = regexp.MustCompile(`KUBE-|CNI-|FLANNEL|HW-DNS`)
 
 // leftovers lists what of hw is on the node, one line per thing: processes
 // (in the node's network namespace, or in its kubelet cgroups), mounts under
@@ -273,6 +273,16 @@ func (h *hwNode) leftovers(t *testing.T, holder string) []string {
 		}
 	}
 
+	out, err = exec.Command("ip", "-n", h.netns, "-o", "addr", "show", "dev", "lo").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "lo:hw-dns") {
+			left = append(left, "address lo:hw-dns "+line)
+		}
+	}
+
 	for _, tool := range []string{"iptables", "ip6tables"} {
 		out, err := exec.Command("ip", "netns", "exec", h.netns, tool+"-save").Output()
 		if err != nil {
@@ -289,7 +299,7 @@ func (h *hwNode) leftovers(t *testing.T, holder string) []string {
 		t.Fatalf("nft list tables: %v", err)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "kube-proxy") || strings.Contains(line, "flannel") {
+		if strings.Contains(line, "kube-proxy") || strings.Contains(line, "flannel") || strings.Contains(line, "hw-dns") {
 			left = append(left, "nft "+line)
 		}
 	}

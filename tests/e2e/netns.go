@@ -50,23 +50,33 @@ func newNetwork(t *testing.T) *network {
 	run(t, "ip", "-n", n.hub, "link", "add", "br0", "type", "bridge")
 	run(t, "ip", "-n", n.hub, "link", "set", "br0", "up")
 	run(t, "ip", "-n", n.hub, "link", "set", "lo", "up")
+	// The hub's own address is every node's resolver (see resolvConf).
+	run(t, "ip", "-n", n.hub, "addr", "add", n.resolverIP()+"/24", "dev", "br0")
 	return n
 }
+
+// resolverIP is the hub's address, the only nameserver of every node: DNS
+// queries the cluster forwards stay on the test network, where nothing
+// answers them unless a test serves DNS there (serveDNS).
+func (n *network) resolverIP() string { return n.subnet + ".1" }
 
 // testNode is one host of the network.
 type testNode struct {
 	name  string
 	netns string
 	ip    string
+	// resolver is the nameserver in the node's /etc/resolv.conf.
+	resolver string
 }
 
 func (n *network) addNode(t *testing.T, name string) *testNode {
 	t.Helper()
 	n.nodes++
 	node := &testNode{
-		name:  name,
-		netns: fmt.Sprintf("hwe2e-%s-%s", name, n.id),
-		ip:    fmt.Sprintf("%s.%d", n.subnet, 10+n.nodes),
+		name:     name,
+		netns:    fmt.Sprintf("hwe2e-%s-%s", name, n.id),
+		ip:       fmt.Sprintf("%s.%d", n.subnet, 10+n.nodes),
+		resolver: n.resolverIP(),
 	}
 	hostEnd := fmt.Sprintf("v%s%d", n.id, n.nodes)
 	run(t, "ip", "netns", "add", node.netns)

@@ -1,0 +1,300 @@
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
+)
+
+const (
+	group   = "metrics.k8s.io"
+	version = "v1beta1"
+	prefix  = "/apis/" + group + "/" + version
+)
+
+// api serves metrics.k8s.io/v1beta1 to the apiserver's aggregator.
+type api struct {
+	store *store
+	nodes corelisters.NodeLister
+	pods  corelisters.PodLister
+	authz *authorizer
+}
+
+// user is who the aggregator says is asking.
+type user struct {
+	name   string
+	groups []string
+	extra  map[string]authorizationv1.ExtraValue
+}
+
+// authenticate trusts the aggregator's headers only when its client
+// certificate was verified against the request-header CA (see the TLS config).
+func authenticate(r *http.Request) (user, bool) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return user{}, false
+	}
+	u := user{name: r.Header.Get("X-Remote-User"), groups: r.Header.Values("X-Remote-Group"), extra: map[string]authorizationv1.ExtraValue{}}
+	for k, v := range r.Header {
+		if rest, ok := strings.CutPrefix(k, "X-Remote-Extra-"); ok {
+			u.extra[strings.ToLower(rest)] = v
+		}
+	}
+	return u, true
+}
+
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u, ok := authenticate(r)
+	if !ok {
+		writeStatus(w, http.StatusUnauthorized, "Unauthorized", "a client certificate from the apiserver's aggregator is required")
+		return
+	}
+	if r.Method != http.MethodGet {
+		writeStatus(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "metrics are read-only")
+		return
+	}
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	switch path {
+	case "/apis":
+		writeJSON(w, metav1.APIGroupList{TypeMeta: metav1.TypeMeta{Kind: "APIGroupList", APIVersion: "v1"}, Groups: []metav1.APIGroup{apiGroup()}})
+		return
+	case "/apis/" + group:
+		g := apiGroup()
+		g.TypeMeta = metav1.TypeMeta{Kind: "APIGroup", APIVersion: "v1"}
+		writeJSON(w, g)
+		return
+	case prefix:
+		writeJSON(w, resourceList())
+		return
+	case "/healthz", "/readyz", "/livez":
+		fmt.Fprint(w, "ok")
+		return
+	}
+	rest, ok := strings.CutPrefix(path, prefix+"/")
+	if !ok {
+		writeStatus(w, http.StatusNotFound, "NotFound", "no such path")
+		return
+	}
+	parts := strings.Split(rest, "/")
+	var namespace, res, name string
+	switch {
+	case len(parts) <= 2 && (parts[0] == "nodes" || parts[0] == "pods"):
+		res = parts[0]
+		if len(parts) == 2 {
+			name = parts[1]
+		}
+	case len(parts) >= 3 && len(parts) <= 4 && parts[0] == "namespaces" && parts[2] == "pods":
+		namespace, res = parts[1], "pods"
+		if len(parts) == 4 {
+			name = parts[3]
+		}
+	default:
+		writeStatus(w, http.StatusNotFound, "NotFound", "no such resource")
+		return
+	}
+	verb := "list"
+	if name != "" {
+		verb = "get"
+	}
+	allowed, err := a.authz.allowed(r.Context(), u, authorizationv1.ResourceAttributes{
+		Group: group, Version: version, Resource: res, Verb: verb, Namespace: namespace, Name: name,
+	})
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	if !allowed {
+		writeStatus(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("user %q cannot %s %s.%s", u.name, verb, res, group))
+		return
+	}
+	selector, err := labels.Parse(r.URL.Query().Get("labelSelector"))
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, "BadRequest", "labelSelector: "+err.Error())
+		return
+	}
+	if res == "nodes" {
+		a.serveNodes(w, name, selector)
+		return
+	}
+	a.servePods(w, namespace, name, selector)
+}
+
+func apiGroup() metav1.APIGroup {
+	gv := metav1.GroupVersionForDiscovery{GroupVersion: group + "/" + version, Version: version}
+	return metav1.APIGroup{Name: group, Versions: []metav1.GroupVersionForDiscovery{gv}, PreferredVersion: gv}
+}
+
+func resourceList() metav1.APIResourceList {
+	verbs := metav1.Verbs{"get", "list"}
+	return metav1.APIResourceList{
+		TypeMeta:     metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"},
+		GroupVersion: group + "/" + version,
+		APIResources: []metav1.APIResource{
+			{Name: "nodes", Kind: "NodeMetrics", Verbs: verbs},
+			{Name: "pods", Kind: "PodMetrics", Namespaced: true, Verbs: verbs},
+		},
+	}
+}
+
+func (a *api) serveNodes(w http.ResponseWriter, name string, selector labels.Selector) {
+	var nodes []*corev1.Node
+	if name != "" {
+		n, err := a.nodes.Get(name)
+		if err != nil {
+			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("nodemetrics %q not found", name))
+			return
+		}
+		nodes = []*corev1.Node{n}
+	} else {
+		nodes, _ = a.nodes.List(selector)
+	}
+	list := metricsv1beta1.NodeMetricsList{TypeMeta: metav1.TypeMeta{Kind: "NodeMetricsList", APIVersion: group + "/" + version}, Items: []metricsv1beta1.NodeMetrics{}}
+	for _, n := range nodes {
+		u, ok := a.store.nodeUsage(n.Name)
+		if !ok {
+			continue
+		}
+		list.Items = append(list.Items, metricsv1beta1.NodeMetrics{
+			ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels, CreationTimestamp: metav1.Now()},
+			Timestamp:  metav1.NewTime(u.at),
+			Window:     metav1.Duration{Duration: u.window},
+			Usage:      resources(u),
+		})
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	if name != "" {
+		if len(list.Items) == 0 {
+			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("nodemetrics %q not found: no readings yet", name))
+			return
+		}
+		item := list.Items[0]
+		item.TypeMeta = metav1.TypeMeta{Kind: "NodeMetrics", APIVersion: group + "/" + version}
+		writeJSON(w, item)
+		return
+	}
+	writeJSON(w, list)
+}
+
+func (a *api) servePods(w http.ResponseWriter, namespace, name string, selector labels.Selector) {
+	var pods []*corev1.Pod
+	switch {
+	case name != "":
+		p, err := a.pods.Pods(namespace).Get(name)
+		if err != nil {
+			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("podmetrics %q not found", name))
+			return
+		}
+		pods = []*corev1.Pod{p}
+	case namespace != "":
+		pods, _ = a.pods.Pods(namespace).List(selector)
+	default:
+		pods, _ = a.pods.List(selector)
+	}
+	list := metricsv1beta1.PodMetricsList{TypeMeta: metav1.TypeMeta{Kind: "PodMetricsList", APIVersion: group + "/" + version}, Items: []metricsv1beta1.PodMetrics{}}
+	for _, p := range pods {
+		if p.Status.Phase != corev1.PodRunning {
+			continue
+		}
+		containers, ok := a.store.podUsage(podKey{p.Namespace, p.Name})
+		if !ok {
+			continue
+		}
+		sort.Slice(containers, func(i, j int) bool { return containers[i].name < containers[j].name })
+		pm := metricsv1beta1.PodMetrics{
+			ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, Labels: p.Labels, CreationTimestamp: metav1.Now()},
+			Timestamp:  metav1.NewTime(containers[0].at),
+			Window:     metav1.Duration{Duration: containers[0].window},
+		}
+		for _, c := range containers {
+			pm.Containers = append(pm.Containers, metricsv1beta1.ContainerMetrics{Name: c.name, Usage: resources(c.usage)})
+		}
+		list.Items = append(list.Items, pm)
+	}
+	sort.Slice(list.Items, func(i, j int) bool {
+		a, b := list.Items[i], list.Items[j]
+		return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
+	})
+	if name != "" {
+		if len(list.Items) == 0 {
+			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("podmetrics %q not found: no readings yet", name))
+			return
+		}
+		item := list.Items[0]
+		item.TypeMeta = metav1.TypeMeta{Kind: "PodMetrics", APIVersion: group + "/" + version}
+		writeJSON(w, item)
+		return
+	}
+	writeJSON(w, list)
+}
+
+func resources(u usage) corev1.ResourceList {
+	return corev1.ResourceList{
+		corev1.ResourceCPU:    *resource.NewScaledQuantity(u.nanoCores, resource.Nano),
+		corev1.ResourceMemory: *resource.NewQuantity(u.memory, resource.BinarySI),
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeStatus(w http.ResponseWriter, code int, reason, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure, Message: message, Reason: metav1.StatusReason(reason), Code: int32(code),
+	})
+}
+
+// authorizer asks the apiserver whether a user may read metrics, and
+// remembers the answer briefly: kubectl top and the HPA ask often.
+type authorizer struct {
+	client kubernetes.Interface
+	mu     sync.Mutex
+	cache  map[string]cachedDecision
+}
+
+type cachedDecision struct {
+	allowed bool
+	until   time.Time
+}
+
+const decisionTTL = 10 * time.Second
+
+func (a *authorizer) allowed(ctx context.Context, u user, attrs authorizationv1.ResourceAttributes) (bool, error) {
+	key := fmt.Sprintf("%s|%s|%v|%s|%s|%s|%s", u.name, strings.Join(u.groups, ","), u.extra, attrs.Verb, attrs.Resource, attrs.Namespace, attrs.Name)
+	a.mu.Lock()
+	if d, ok := a.cache[key]; ok && time.Now().Before(d.until) {
+		a.mu.Unlock()
+		return d.allowed, nil
+	}
+	a.mu.Unlock()
+	sar, err := a.client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+		Spec: authorizationv1.SubjectAccessReviewSpec{User: u.name, Groups: u.groups, Extra: u.extra, ResourceAttributes: &attrs},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return false, fmt.Errorf("asking the apiserver whether %q may read metrics: %w", u.name, err)
+	}
+	a.mu.Lock()
+	if len(a.cache) > 1000 {
+		a.cache = map[string]cachedDecision{}
+	}
+	a.cache[key] = cachedDecision{sar.Status.Allowed, time.Now().Add(decisionTTL)}
+	a.mu.Unlock()
+	return sar.Status.Allowed, nil
+}

@@ -1,0 +1,131 @@
+package servicelb
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/hw-k8s/hw/pkg/lifecycle"
+)
+
+// Controller is the server-side component: it writes ingress addresses.
+type Controller struct {
+	lifecycle.Goroutine
+	client kubernetes.Interface
+	synced chan struct{}
+	// reported holds the problems last reported per Service, so an Event
+	// is sent when they change, not on every pass.
+	reported map[string][]Problem
+}
+
+var _ lifecycle.Component = (*Controller)(nil)
+
+// NewController returns the component; nothing runs until Start.
+func NewController(client kubernetes.Interface) *Controller {
+	return &Controller{client: client, synced: make(chan struct{}), reported: map[string][]Problem{}}
+}
+
+func (c *Controller) Name() string { return "servicelb" }
+
+func (c *Controller) Start(ctx context.Context) error {
+	c.Go(ctx, c.run)
+	return nil
+}
+
+func (c *Controller) Ready(ctx context.Context) error { return c.WaitReady(ctx, c.synced) }
+
+func (c *Controller) run(ctx context.Context) error {
+	log := klog.FromContext(ctx).WithName("servicelb")
+	ctx = klog.NewContext(ctx, log)
+	events := record.NewBroadcaster(record.WithContext(ctx))
+	defer events.Shutdown()
+	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
+	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "hw-servicelb"})
+
+	factory := informers.NewSharedInformerFactory(c.client, 10*time.Minute)
+	services := factory.Core().V1().Services()
+	nodes := factory.Core().V1().Nodes()
+	changed := make(chan struct{}, 1)
+	notify := func(any) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{AddFunc: notify, UpdateFunc: func(_, o any) { notify(o) }, DeleteFunc: notify}
+	services.Informer().AddEventHandler(handler)
+	nodes.Informer().AddEventHandler(handler)
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), services.Informer().HasSynced, nodes.Informer().HasSynced) {
+		return nil
+	}
+	close(c.synced)
+	retry := time.NewTicker(30 * time.Second)
+	defer retry.Stop()
+	for {
+		svcs, _ := services.Lister().List(labels.Everything())
+		ns, _ := nodes.Lister().List(labels.Everything())
+		c.apply(ctx, recorder, svcs, ns)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-retry.C:
+		}
+	}
+}
+
+func (c *Controller) apply(ctx context.Context, recorder record.EventRecorder, svcs []*corev1.Service, nodes []*corev1.Node) {
+	log := klog.FromContext(ctx)
+	ingress, problems := Plan(svcs, nodes)
+	for _, svc := range svcs {
+		key := svc.Namespace + "/" + svc.Name
+		addrs, ok := ingress[key]
+		if !ok {
+			delete(c.reported, key)
+			continue
+		}
+		if !slices.Equal(problems[key], c.reported[key]) {
+			for _, p := range problems[key] {
+				recorder.Event(svc, corev1.EventTypeWarning, p.Reason, p.Message)
+				log.Info("LoadBalancer Service not answered everywhere", "service", key, "why", p.Message)
+			}
+			c.reported[key] = problems[key]
+		}
+		if slices.Equal(addrs, currentIngress(svc)) {
+			continue
+		}
+		updated := svc.DeepCopy()
+		updated.Status.LoadBalancer.Ingress = nil
+		for _, a := range addrs {
+			updated.Status.LoadBalancer.Ingress = append(updated.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: a, IPMode: ptr(corev1.LoadBalancerIPModeVIP)})
+		}
+		if _, err := c.client.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
+			log.Error(err, "Updating the load balancer status; retrying", "service", key)
+			continue
+		}
+		log.Info("LoadBalancer Service addresses", "service", key, "ingress", addrs)
+	}
+}
+
+func currentIngress(svc *corev1.Service) []string {
+	var out []string
+	for _, i := range svc.Status.LoadBalancer.Ingress {
+		out = append(out, i.IP)
+	}
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }
