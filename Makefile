@@ -42,7 +42,7 @@ BUILD        := build
 # Run `hw server` with these extra flags: make run ARGS="--debug".
 ARGS ?=
 
-.PHONY: all build assets run test test-unit test-e2e vet fmt clean dist image host-packages-run host-packages-test
+.PHONY: all build assets run test test-unit test-e2e bench vet fmt clean dist image host-packages-run host-packages-test
 
 all: build
 
@@ -99,9 +99,15 @@ test-e2e: build
 	HW_BIN=$(abspath $(BIN)) $(GO) test -tags e2e -count=1 -timeout 40m -v ./tests/e2e/ 2>&1 | tee e2e.log; \
 		exit $${PIPESTATUS[0]}
 
+# Benchmarks (root, like the e2e tests): prints a table and writes it to
+# docs/benchmarks.md. See that file for how to measure another distribution.
+bench: build host-packages-test
+	HW_BIN=$(abspath $(BIN)) $(GO) test -tags 'e2e bench' -count=1 -timeout 60m -v -run TestBench ./tests/e2e/
+
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./tests/...
+	$(GO) vet -tags 'e2e bench' ./tests/...
 
 fmt:
 	gofmt -l -w cmd pkg tests
