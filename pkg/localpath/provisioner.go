@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -115,11 +116,10 @@ func (p *Provisioner) run(ctx context.Context) error {
 			return nil
 		}
 		var err error
-		switch {
-		case len(key) > len(claimKey) && key[:len(claimKey)] == claimKey:
-			err = s.claim(ctx, key[len(claimKey):])
-		default:
-			err = s.volume(ctx, key[len(volumeKey):])
+		if claim, ok := strings.CutPrefix(key, claimKey); ok {
+			err = s.claim(ctx, claim)
+		} else {
+			err = s.volume(ctx, strings.TrimPrefix(key, volumeKey))
 		}
 		if err != nil && ctx.Err() == nil {
 			log.Error(err, "Retrying", "key", key)

@@ -176,13 +176,7 @@ func (a *api) serveNodes(w http.ResponseWriter, name string, selector labels.Sel
 	}
 	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
 	if name != "" {
-		if len(list.Items) == 0 {
-			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("nodemetrics %q not found: no readings yet", name))
-			return
-		}
-		item := list.Items[0]
-		item.TypeMeta = metav1.TypeMeta{Kind: "NodeMetrics", APIVersion: group + "/" + version}
-		writeJSON(w, item)
+		writeOne(w, "NodeMetrics", name, list.Items, func(m *metricsv1beta1.NodeMetrics) *metav1.TypeMeta { return &m.TypeMeta })
 		return
 	}
 	writeJSON(w, list)
@@ -228,16 +222,22 @@ func (a *api) servePods(w http.ResponseWriter, namespace, name string, selector 
 		return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
 	})
 	if name != "" {
-		if len(list.Items) == 0 {
-			writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("podmetrics %q not found: no readings yet", name))
-			return
-		}
-		item := list.Items[0]
-		item.TypeMeta = metav1.TypeMeta{Kind: "PodMetrics", APIVersion: group + "/" + version}
-		writeJSON(w, item)
+		writeOne(w, "PodMetrics", name, list.Items, func(m *metricsv1beta1.PodMetrics) *metav1.TypeMeta { return &m.TypeMeta })
 		return
 	}
 	writeJSON(w, list)
+}
+
+// writeOne answers a get of one named object: the single item of items, or
+// NotFound when it has no readings yet.
+func writeOne[T any](w http.ResponseWriter, kind, name string, items []T, meta func(*T) *metav1.TypeMeta) {
+	if len(items) == 0 {
+		writeStatus(w, http.StatusNotFound, "NotFound", fmt.Sprintf("%s %q not found: no readings yet", strings.ToLower(kind), name))
+		return
+	}
+	item := items[0]
+	*meta(&item) = metav1.TypeMeta{Kind: kind, APIVersion: group + "/" + version}
+	writeJSON(w, item)
 }
 
 func resources(u usage) corev1.ResourceList {

@@ -112,6 +112,14 @@ func TestAPI(t *testing.T) {
 	if rec := get(prefix+"/namespaces/web/pods?labelSelector=app%3Dother", "alice", true); !strings.Contains(rec.Body.String(), `"items":[]`) {
 		t.Errorf("selector matching nothing: %s", rec.Body)
 	}
+	var one metricsv1beta1.NodeMetrics
+	if rec := get(prefix+"/nodes/n1", "alice", true); json.Unmarshal(rec.Body.Bytes(), &one) != nil || one.Kind != "NodeMetrics" || one.Name != "n1" {
+		t.Errorf("one node: %d %s", rec.Code, rec.Body)
+	}
+	var onePod metricsv1beta1.PodMetrics
+	if rec := get(prefix+"/namespaces/web/pods/web-1", "alice", true); json.Unmarshal(rec.Body.Bytes(), &onePod) != nil || onePod.Kind != "PodMetrics" || len(onePod.Containers) != 1 {
+		t.Errorf("one pod: %d %s", rec.Code, rec.Body)
+	}
 	if rec := get(prefix+"/namespaces/web/pods/gone", "alice", true); rec.Code != http.StatusNotFound {
 		t.Errorf("unknown pod: %d", rec.Code)
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 )
@@ -110,7 +111,7 @@ func (c *Controller) apply(ctx context.Context, recorder record.EventRecorder, s
 		updated := svc.DeepCopy()
 		updated.Status.LoadBalancer.Ingress = nil
 		for _, a := range addrs {
-			updated.Status.LoadBalancer.Ingress = append(updated.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: a, IPMode: ptr(corev1.LoadBalancerIPModeVIP)})
+			updated.Status.LoadBalancer.Ingress = append(updated.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: a, IPMode: ptr.To(corev1.LoadBalancerIPModeVIP)})
 		}
 		if _, err := c.client.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
 			log.Error(err, "Updating the load balancer status; retrying", "service", key)
@@ -127,5 +128,3 @@ func currentIngress(svc *corev1.Service) []string {
 	}
 	return out
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -105,6 +105,28 @@ func podOn(t *testing.T, client kubernetes.Interface, name, node string, args ..
 	runningPods(t, client, "default", "app="+name, 1)
 }
 
+// createDeployment runs one webapp replica with args, labelled app=name.
+func createDeployment(t *testing.T, client kubernetes.Interface, name string, requests corev1.ResourceList, args ...string) {
+	t.Helper()
+	labels := map[string]string{"app": name}
+	if _, err := client.AppsV1().Deployments("default").Create(context.Background(), &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "webapp", Image: webappImage, ImagePullPolicy: corev1.PullNever, Args: args,
+					Resources: corev1.ResourceRequirements{Requests: requests},
+				}}},
+			},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // lookup resolves name from inside a pod, as an application would.
 func lookup(t *testing.T, server *hwNode, pod, name string) (string, error) {
 	out, err := server.kubectl(t, "exec", pod, "--", "/webapp", "lookup", name)
@@ -291,21 +313,7 @@ func testLocalPath(t *testing.T, server *hwNode, client kubernetes.Interface) {
 func testServiceLB(t *testing.T, server, agent *hwNode, outside *testNode, client kubernetes.Interface) {
 	ctx := context.Background()
 	labels := map[string]string{"app": "lb"}
-	if _, err := client.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "lb"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "webapp", Image: webappImage, ImagePullPolicy: corev1.PullNever, Args: []string{"serve"},
-				}}},
-			},
-		},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createDeployment(t, client, "lb", nil, "serve")
 	pod := runningPods(t, client, "default", "app=lb", 1)[0]
 	lbService := func(name string, port int32) {
 		t.Helper()
@@ -394,23 +402,7 @@ func testMetrics(t *testing.T, server *hwNode, client kubernetes.Interface, node
 	})
 	t.Logf("kubectl top nodes:\n%s", out)
 
-	labels := map[string]string{"app": "burn"}
-	if _, err := client.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "burn"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "burn", Image: webappImage, ImagePullPolicy: corev1.PullNever, Args: []string{"burn"},
-					Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}},
-				}}},
-			},
-		},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createDeployment(t, client, "burn", corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}, "burn")
 	runningPods(t, client, "default", "app=burn", 1)
 	eventually(t, 2*time.Minute, "kubectl top pods shows the burning pod", func(ctx context.Context) error {
 		out, err := server.kubectl(t, "top", "pods", "-l", "app=burn")

@@ -3,9 +3,10 @@ package dns
 import (
 	"bufio"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -70,7 +71,7 @@ func writeCustom(dir string, data map[string]string) (bool, error) {
 			changed = true
 		}
 	}
-	for _, k := range sortedKeys(data) {
+	for _, k := range slices.Sorted(maps.Keys(data)) {
 		if !customKey(k) {
 			continue
 		}
@@ -96,13 +97,4 @@ func customKey(k string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -15,9 +15,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -277,7 +279,7 @@ func (d *DNS) stopInstance(log klog.Logger) bool {
 func checksum(corefile string, custom map[string]string) string {
 	h := sha256.New()
 	h.Write([]byte(corefile))
-	for _, k := range sortedKeys(custom) {
+	for _, k := range slices.Sorted(maps.Keys(custom)) {
 		fmt.Fprintf(h, "\x00%s\x00%s", k, custom[k])
 	}
 	return hex.EncodeToString(h.Sum(nil))
