@@ -59,8 +59,13 @@ assets:
 	GOBIN=$(abspath $(BUILD)/bin) CGO_ENABLED=0 $(GO) install -ldflags "-s -w" \
 		$(foreach p,$(CNI_PLUGINS),github.com/containernetworking/plugins/plugins/$(p)@$(CNI_VERSION))
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o $(BUILD)/bin/pause ./scripts/images/pause
+	# containerd's runc shim, from the containerd module hw links (a `tool` in
+	# go.mod): one runs per pod, so it must be small and quick to start.
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION)" \
+		-o $(BUILD)/bin/containerd-shim-runc-v2 \
+		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 	$(GO) run ./scripts/buildtool image -ref hw.local/pause:1 -entrypoint /pause -out $(BUILD)/pause.tar $(BUILD)/bin/pause:pause
-	$(GO) run ./scripts/buildtool pack -out $(ASSETS) $(BUILD)/bin/runc \
+	$(GO) run ./scripts/buildtool pack -out $(ASSETS) $(BUILD)/bin/runc $(BUILD)/bin/containerd-shim-runc-v2 \
 		$(foreach p,$(CNI_PLUGINS),$(BUILD)/bin/$(notdir $(p))) $(BUILD)/pause.tar
 
 # A release in the layout install.sh downloads from (GitHub's):

@@ -363,8 +363,8 @@ if [ -n "$hw_pids" ]; then
 	kill -KILL $hw_pids 2>/dev/null
 fi
 
-# Then the shims (hw re-executed as containerd-shim-runc-v2 by hw's
-# containerd, which passes its socket) and the containers below them.
+# Then the shims (containerd-shim-runc-v2, started by hw's containerd, which
+# passes its socket) and the containers below them.
 shims=$(matching "* -address /run/hw/containerd/containerd.sock*")
 if [ -n "$shims" ]; then
 	# shellcheck disable=SC2086

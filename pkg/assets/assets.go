@@ -1,5 +1,6 @@
-// Package assets holds the programs hw carries inside its binary — runc, the
-// CNI plugins and the pause image — and puts them on disk at start.
+// Package assets holds the programs hw carries inside its binary — runc,
+// containerd's runc shim, the CNI plugins and the pause image — and puts
+// them on disk at start.
 //
 // They are extracted to <data-dir>/data/<hash>/, where hash names the set of
 // files, so a new hw never runs an old runc and an unchanged one extracts
@@ -55,7 +56,7 @@ func Embedded() (*Set, error) {
 func Load(fsys fs.FS) (*Set, error) {
 	manifest, err := fs.ReadFile(fsys, "manifest")
 	if err != nil {
-		return nil, errors.New("this hw binary carries no runc, CNI plugins or pause image; build it with 'make' rather than 'go build'")
+		return nil, errors.New("this hw binary carries no runc, shim, CNI plugins or pause image; build it with 'make' rather than 'go build'")
 	}
 	s := &Set{fsys: fsys}
 	sum := sha256.Sum256(manifest)

@@ -11,7 +11,6 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/hw-k8s/hw/manifests"
@@ -23,6 +22,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/deploy"
 	"github.com/hw-k8s/hw/pkg/join"
+	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 	"github.com/hw-k8s/hw/pkg/localpath"
 	"github.com/hw-k8s/hw/pkg/metrics"
@@ -225,7 +225,7 @@ func (s *server) nodeCredentials(ctx context.Context) error {
 // ensureClusterRoles puts in place the roles hw's components and joining
 // agents need beyond Kubernetes' defaults.
 func (s *server) ensureClusterRoles(ctx context.Context) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", s.kubeconfig("admin"))
+	cfg, err := kubeclient.Config(s.kubeconfig("admin"))
 	if err != nil {
 		return err
 	}

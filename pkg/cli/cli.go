@@ -125,6 +125,7 @@ func AgentConfig(c *cli.Context) (*config.Agent, error) {
 		FlannelIface: c.String(flagFlannelIface),
 		Snapshotter:  c.String(flagSnapshotter),
 		Debug:        c.Bool(flagDebug),
+		EnablePprof:  c.Bool(flagEnablePprof),
 		ExtraArgs: config.ExtraArgs{
 			Kubelet:   c.StringSlice(flagKubeletArg),
 			KubeProxy: c.StringSlice(flagKubeProxyArg),
@@ -168,6 +169,7 @@ func ServerConfig(c *cli.Context) (*config.Server, error) {
 		WriteKubeconfig: c.String(flagWriteKubeconfig),
 		Disable:         c.StringSlice(flagDisable),
 		Debug:           c.Bool(flagDebug),
+		EnablePprof:     c.Bool(flagEnablePprof),
 		ExtraArgs: config.ExtraArgs{
 			APIServer:         c.StringSlice(flagAPIServerArg),
 			ControllerManager: c.StringSlice(flagControllerArg),

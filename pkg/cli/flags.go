@@ -35,6 +35,7 @@ const (
 	flagWriteKubeconfigMode = "write-kubeconfig-mode"
 	flagDisable             = "disable"
 	flagDebug               = "debug"
+	flagEnablePprof         = "enable-pprof"
 	flagAPIServerArg        = "kube-apiserver-arg"
 	flagControllerArg       = "kube-controller-manager-arg"
 	flagSchedulerArg        = "kube-scheduler-arg"
@@ -55,6 +56,7 @@ func commonFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagFlannelIface, Usage: "interface (name or address) for pod traffic between nodes (default: the one holding --node-ip)"},
 		&cli.StringFlag{Name: flagSnapshotter, Usage: "containerd snapshotter: " + strings.Join(config.Snapshotters, ", ") + " (default: overlayfs where the kernel has it, else native)"},
 		&cli.BoolFlag{Name: flagDebug, EnvVars: []string{"HW_DEBUG"}, Usage: "log more: component arguments, phase timings, verbose component logs"},
+		&cli.BoolFlag{Name: flagEnablePprof, Usage: "serve Go CPU and memory profiles of the hw process at http://127.0.0.1:6060/debug/pprof/"},
 		&cli.StringSliceFlag{Name: flagKubeletArg, Usage: "extra KEY=VALUE argument for kubelet (repeatable)"},
 		&cli.StringSliceFlag{Name: flagKubeProxyArg, Usage: "extra KEY=VALUE argument for kube-proxy (repeatable)"},
 	}

@@ -88,6 +88,8 @@ type Server struct {
 	WriteKubeconfigMode os.FileMode
 	Disable             []string
 	Debug               bool
+	// EnablePprof serves Go profiles of the process on loopback.
+	EnablePprof bool
 
 	// Extra arguments, KEY=VALUE, that override hw's own for one component.
 	ExtraArgs ExtraArgs
@@ -293,6 +295,7 @@ type Agent struct {
 	FlannelIface string
 	Snapshotter  string
 	Debug        bool
+	EnablePprof  bool
 	// Only kubelet and kube-proxy run on an agent.
 	ExtraArgs ExtraArgs
 }

@@ -16,9 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 )
 
@@ -40,7 +40,7 @@ var _ lifecycle.Component = (*Cleaner)(nil)
 func (c *Cleaner) Name() string { return "local-path-cleaner" }
 
 func (c *Cleaner) Start(ctx context.Context) error {
-	rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	rc, err := kubeclient.Config(c.Kubeconfig)
 	if err != nil {
 		return fmt.Errorf("node credentials %s: %w", c.Kubeconfig, err)
 	}

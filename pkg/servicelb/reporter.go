@@ -16,9 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 )
 
@@ -41,7 +41,7 @@ var _ lifecycle.Component = (*Reporter)(nil)
 func (r *Reporter) Name() string { return "servicelb-ports" }
 
 func (r *Reporter) Start(ctx context.Context) error {
-	rc, err := clientcmd.BuildConfigFromFlags("", r.Kubeconfig)
+	rc, err := kubeclient.Config(r.Kubeconfig)
 	if err != nil {
 		return fmt.Errorf("node credentials %s: %w", r.Kubeconfig, err)
 	}

@@ -31,10 +31,10 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 
 	// The plugins hw's CoreDNS has: what the packaged Corefile uses, and the
@@ -104,7 +104,7 @@ func New(cfg Config) *DNS {
 func (d *DNS) Name() string { return "dns" }
 
 func (d *DNS) Start(ctx context.Context) error {
-	rc, err := clientcmd.BuildConfigFromFlags("", d.cfg.Kubeconfig)
+	rc, err := kubeclient.Config(d.cfg.Kubeconfig)
 	if err != nil {
 		return fmt.Errorf("node credentials %s: %w", d.cfg.Kubeconfig, err)
 	}
