@@ -416,7 +416,11 @@ func (c *Controller) setStatus(ctx context.Context, name, file string, st status
 			m.SetKind("Manifest")
 			m.SetName(name)
 			unstructured.SetNestedField(m.Object, file, "spec", "file")
-			m, err = res.Create(ctx, m, metav1.CreateOptions{FieldManager: "hw"})
+			// Applied, not created: the apiserver holds every create of a
+			// custom resource for 2 s while its type is under 2 s old (for
+			// HA apiservers to catch up; hw has one), and on a first boot
+			// that held the whole start.
+			m, err = res.Apply(ctx, name, m, metav1.ApplyOptions{FieldManager: "hw", Force: true})
 		}
 		if err != nil {
 			log.Error(err, "Recording a manifest's state", "manifest", name)
