@@ -114,7 +114,8 @@ func format(v float64, unit string) string {
 func (r *report) markdown(machine string) string {
 	var b strings.Builder
 	b.WriteString("# hw benchmarks\n\nMeasured by `make bench` (tests/e2e/bench_test.go). Each row is the median of its runs, with min and max. ")
-	b.WriteString("Percentiles (p50, p95, p99) are taken within each run, and the row gives the median, min and max of those per-run figures. ")
+	b.WriteString("Percentiles (p50, p95, p99) are taken within each run, and the row gives the median, min and max of those per-run figures; ")
+	b.WriteString("size is measured once, as it does not vary. ")
 	b.WriteString("Goals are the project's (issue \"Benchmarks\"), not test assertions.\n\n")
 	b.WriteString("## Machine\n\n" + machine + "\n## Results\n\n| what | median | min | max | runs | goal |\n| --- | --- | --- | --- | --- | --- |\n")
 	section := ""
