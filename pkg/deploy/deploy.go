@@ -32,13 +32,12 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 )
 
@@ -76,11 +75,11 @@ type Config struct {
 // Controller is the auto-deploy component.
 type Controller struct {
 	lifecycle.Goroutine
-	cfg      Config
-	dyn      dynamic.Interface
-	mapper   *restmapper.DeferredDiscoveryRESTMapper
-	recorder record.EventRecorder
-	events   record.EventBroadcaster
+	cfg        Config
+	dyn        dynamic.Interface
+	mapper     *restmapper.DeferredDiscoveryRESTMapper
+	recorder   record.EventRecorder
+	stopEvents func()
 	// firstPass is closed when every file was tried once.
 	firstPass chan struct{}
 	// applied holds the checksum each file was last applied with by this
@@ -114,9 +113,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.events = record.NewBroadcaster(record.WithContext(ctx))
-	c.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	c.recorder = c.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "hw-manifests"})
+	c.recorder, c.stopEvents = kubeclient.EventRecorder(ctx, client, corev1.EventSource{Component: "hw-manifests"})
 	c.Go(ctx, c.run)
 	return nil
 }
@@ -125,7 +122,7 @@ func (c *Controller) Start(ctx context.Context) error {
 func (c *Controller) Ready(ctx context.Context) error { return c.WaitReady(ctx, c.firstPass) }
 
 func (c *Controller) run(ctx context.Context) error {
-	defer c.events.Shutdown()
+	defer c.stopEvents()
 	log := klog.FromContext(ctx).WithName("manifests")
 	ctx = klog.NewContext(ctx, log)
 	if err := c.ensureCRD(ctx); err != nil {

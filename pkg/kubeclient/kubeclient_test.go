@@ -1,9 +1,15 @@
 package kubeclient
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 func TestConfigRaisesRateLimits(t *testing.T) {
@@ -27,5 +33,25 @@ current-context: x
 	}
 	if _, err := Config(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Fatal("a missing kubeconfig loaded")
+	}
+}
+
+func TestEventRecorderPostsEvents(t *testing.T) {
+	client := fake.NewClientset()
+	recorder, stop := EventRecorder(context.Background(), client, corev1.EventSource{Component: "hw-test"})
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default"}}
+	recorder.Event(pod, corev1.EventTypeWarning, "PortInUse", "port 80 is taken")
+	// Events are posted in the background; stop flushes them.
+	var events *corev1.EventList
+	for range 100 {
+		events, _ = client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+		if len(events.Items) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if len(events.Items) != 1 || events.Items[0].Reason != "PortInUse" || events.Items[0].Source.Component != "hw-test" {
+		t.Fatalf("events: %+v", events.Items)
 	}
 }

@@ -20,13 +20,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 )
 
@@ -75,10 +73,8 @@ const (
 func (p *Provisioner) run(ctx context.Context) error {
 	log := klog.FromContext(ctx).WithName("local-path")
 	ctx = klog.NewContext(ctx, log)
-	events := record.NewBroadcaster(record.WithContext(ctx))
-	defer events.Shutdown()
-	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: p.client.CoreV1().Events("")})
-	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: ProvisionerName})
+	recorder, stopEvents := kubeclient.EventRecorder(ctx, p.client, corev1.EventSource{Component: ProvisionerName})
+	defer stopEvents()
 
 	factory := informers.NewSharedInformerFactory(p.client, 10*time.Minute)
 	claims := factory.Core().V1().PersistentVolumeClaims()

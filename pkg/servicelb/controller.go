@@ -10,13 +10,12 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
+	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 )
 
@@ -49,10 +48,8 @@ func (c *Controller) Ready(ctx context.Context) error { return c.WaitReady(ctx, 
 func (c *Controller) run(ctx context.Context) error {
 	log := klog.FromContext(ctx).WithName("servicelb")
 	ctx = klog.NewContext(ctx, log)
-	events := record.NewBroadcaster(record.WithContext(ctx))
-	defer events.Shutdown()
-	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
-	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "hw-servicelb"})
+	recorder, stopEvents := kubeclient.EventRecorder(ctx, c.client, corev1.EventSource{Component: "hw-servicelb"})
+	defer stopEvents()
 
 	factory := informers.NewSharedInformerFactory(c.client, 10*time.Minute)
 	services := factory.Core().V1().Services()

@@ -28,8 +28,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -137,10 +135,8 @@ func (d *DNS) Ready(ctx context.Context) error {
 func (d *DNS) run(ctx context.Context, client kubernetes.Interface) error {
 	log := klog.FromContext(ctx).WithName("dns")
 	ctx = klog.NewContext(ctx, log)
-	events := record.NewBroadcaster(record.WithContext(ctx))
-	defer events.Shutdown()
-	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "hw-dns", Host: d.cfg.NodeName})
+	recorder, stopEvents := kubeclient.EventRecorder(ctx, client, corev1.EventSource{Component: "hw-dns", Host: d.cfg.NodeName})
+	defer stopEvents()
 
 	changed := make(chan struct{}, 1)
 	notify := func() {
