@@ -13,8 +13,8 @@ import (
 	"path/filepath"
 
 	"github.com/hw-k8s/hw/manifests"
+	"github.com/hw-k8s/hw/pkg/atomicfile"
 	"github.com/hw-k8s/hw/pkg/config"
-	"github.com/hw-k8s/hw/pkg/pki"
 )
 
 // Change is what Write did to one add-on's file.
@@ -57,7 +57,7 @@ func Write(dir string, s manifests.Settings, disabled func(string) bool) ([]Chan
 				c.Action = "unchanged"
 				break
 			}
-			if err := pki.WriteFileAtomic(file, data, 0o600); err != nil {
+			if err := atomicfile.Write(file, data, 0o600); err != nil {
 				return changes, fmt.Errorf("writing add-on %s: %w", name, err)
 			}
 			c.Action = "written"

@@ -64,9 +64,6 @@ func Setup(w io.Writer, verbosity int) {
 	})
 }
 
-// Logger returns a logger whose lines carry name as their prefix.
-func Logger(name string) logr.Logger { return klog.Background().WithName(name) }
-
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer

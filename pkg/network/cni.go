@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 
-	"github.com/hw-k8s/hw/pkg/pki"
+	"github.com/hw-k8s/hw/pkg/atomicfile"
 )
 
 // ConfFile is the name of hw's CNI configuration.
@@ -47,5 +47,5 @@ func WriteCNIConfig(dir, ipamDir, podCIDR string, mtu int) error {
 	if err != nil {
 		return err
 	}
-	return pki.WriteFileAtomic(filepath.Join(dir, ConfFile), append(data, '\n'), 0o644)
+	return atomicfile.Write(filepath.Join(dir, ConfFile), append(data, '\n'), 0o644)
 }

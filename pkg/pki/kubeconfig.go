@@ -5,6 +5,8 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/hw-k8s/hw/pkg/atomicfile"
 )
 
 // WriteKubeconfig writes a kubeconfig for user at path, with the CA, the
@@ -34,5 +36,5 @@ func WriteKubeconfigFiles(path, serverURL string, caPEM []byte, certFile, keyFil
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, data, mode)
+	return atomicfile.Write(path, data, mode)
 }

@@ -18,7 +18,7 @@ import (
 
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
 
-	"github.com/hw-k8s/hw/pkg/pki"
+	"github.com/hw-k8s/hw/pkg/atomicfile"
 )
 
 const prefix = "K10"
@@ -118,5 +118,5 @@ func EnsureServerToken(path string, caPEM []byte, userSecret string) (Token, err
 		secret = hex.EncodeToString(b)
 	}
 	t := Token{CAHash: CAHash(caPEM), Username: "server", Secret: secret}
-	return t, pki.WriteFileAtomic(path, []byte(t.String()+"\n"), 0o600)
+	return t, atomicfile.Write(path, []byte(t.String()+"\n"), 0o600)
 }
