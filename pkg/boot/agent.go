@@ -8,9 +8,11 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/pkg/assets"
 	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/join"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
+	"github.com/hw-k8s/hw/pkg/pki"
 	"github.com/hw-k8s/hw/pkg/preflight"
 	"github.com/hw-k8s/hw/pkg/sdnotify"
 	"github.com/hw-k8s/hw/pkg/token"
@@ -18,78 +20,123 @@ import (
 
 // Agent runs `hw agent` until ctx is cancelled or a component fails.
 //
-// The sequence: check the host; join (or reuse the identity saved by an
-// earlier join): find the cluster CA and check it against the token, get the
-// node's certificates and the cluster's settings; then run the node exactly
-// as a server runs its own (see node.start).
+// An agent's node is configured with the cluster's settings, which only the
+// join tells, so its boot has two plans: "join" (check the host and the
+// node's passthrough arguments; join, or reuse the identity an earlier join
+// saved) and "agent" (the node, exactly as a server runs its own).
 func Agent(ctx context.Context, cfg *config.Agent) error {
 	log := klog.FromContext(ctx)
 	// First, before containerd starts a shim that could inherit it.
 	notifier := sdnotify.FromEnvironment()
-	begin := time.Now()
-	paths := cfg.Paths()
+	began := time.Now()
 	tok, err := token.Parse(cfg.Token)
 	if err != nil {
 		return fmt.Errorf("--token: %v", err)
 	}
-	nodeCfg := nodeConfig{
-		DataDir:        cfg.DataDir,
-		Name:           cfg.NodeName,
-		IP:             cfg.NodeIP,
-		ExtraKubelet:   cfg.ExtraArgs.Kubelet,
-		ExtraKubeProxy: cfg.ExtraArgs.KubeProxy,
-		FlannelIface:   cfg.FlannelIface,
-		Snapshotter:    cfg.Snapshotter,
-		Debug:          cfg.Debug,
-	}
-	var joined *join.Result
-	if err := runPhases(ctx, []Phase{
-		{"preflight", func(ctx context.Context) error {
-			if err := preflight.CheckWritableDir(cfg.DataDir, "--data-dir"); err != nil {
-				return err
-			}
-			return preflight.CheckPorts(nodePorts())
-		}},
-		// The pod network backend is the server's choice, checked once known.
-		{"node-preflight", newNode(nodeCfg).preflight},
-		{"join", func(ctx context.Context) error {
-			joined, err = join.Join(ctx, join.Request{
-				Server: cfg.Server, Token: tok, NodeName: cfg.NodeName, NodeIP: cfg.NodeIP,
-				TLSDir: paths.AgentTLS, KubeletConfig: paths.KubeletConfig, KubeProxyConfig: paths.KubeProxyConfig,
-				FlannelConfig: paths.FlannelConfig, StateFile: paths.JoinState, PasswordFile: paths.NodePassword,
-			})
-			return err
-		}},
-	}); err != nil {
+	set, err := assets.Embedded()
+	if err != nil {
 		return err
 	}
-
-	settings := joined.Settings
-	_, clusterCIDR, err := net.ParseCIDR(settings.ClusterCIDR)
-	if err != nil {
-		return fmt.Errorf("the server's cluster CIDR %q: %v", settings.ClusterCIDR, err)
-	}
-	nodeCfg.ClusterCIDR = clusterCIDR
-	nodeCfg.ClusterDNS = net.ParseIP(settings.ClusterDNS)
-	nodeCfg.ClusterDomain = settings.ClusterDomain
-	nodeCfg.FlannelBackend = settings.FlannelBackend
-	nodeCfg.ClientCA = joined.ClientCAFile
-	nodeCfg.ServingCert, nodeCfg.ServingKey = joined.ServingCert, joined.ServingKey
-	n := newNode(nodeCfg)
-
 	m := lifecycle.NewManager()
+	var n *node
 	defer func() {
 		m.Stop(klog.NewContext(context.Background(), log))
+		if n != nil {
+			n.clients.Shutdown() // once every component reading them has stopped
+		}
 	}()
-	if err := n.start(ctx, m); err != nil {
+	var joined *join.Result
+	if err := joinPlan(cfg, tok, set, &joined).Run(ctx, m); err != nil {
 		return err
 	}
-	if n.ownsPodNetwork() {
-		log.Info("Node ready", "node", cfg.NodeName, "server", cfg.Server, "took", time.Since(begin).Round(time.Millisecond))
+	if n, err = agentNode(cfg, joined, set); err != nil {
+		return err
+	}
+	if err := agentPlan(n, cfg, began).Run(ctx, m); err != nil {
+		return err
 	}
 	tellServiceManagerReady(log, notifier)
 	defer notifier.Stopping()
 	return m.Wait(ctx)
+}
+
+// joinPlan checks the host, then joins; the result is written to *joined.
+// The node's components are checked first with the cluster's default
+// settings, so a bad --kubelet-arg or --kube-proxy-arg is refused before the
+// agent asks the server for anything.
+func joinPlan(cfg *config.Agent, tok token.Token, set *assets.Set, joined **join.Result) lifecycle.Plan {
+	paths := cfg.Paths()
+	defaults := config.NewServer()
+	trial := newNode(agentNodeConfig(cfg, join.Settings{
+		ClusterCIDR: defaults.ClusterCIDR.String(), ClusterDNS: defaults.ClusterDNS.String(),
+		ClusterDomain: defaults.ClusterDomain, FlannelBackend: defaults.FlannelBackend,
+	}, paths), set)
+	return lifecycle.Plan{Name: "join", Steps: []lifecycle.Step{
+		lifecycle.Phase("preflight", func(ctx context.Context) error {
+			if err := preflight.CheckWritableDir(cfg.DataDir, "--data-dir"); err != nil {
+				return err
+			}
+			return preflight.CheckPorts(nodePorts())
+		}),
+		lifecycle.Phase("node-arguments", func(ctx context.Context) error {
+			return lifecycle.Plan{Name: "node-arguments", Steps: trial.steps()}.Init(ctx)
+		}),
+		// The pod network backend is the server's choice, checked once known.
+		lifecycle.Phase("node-preflight", trial.preflight),
+		lifecycle.Phase("join", func(ctx context.Context) error {
+			res, err := join.Join(ctx, join.Request{
+				Server: cfg.Server, Token: tok, NodeName: cfg.NodeName, NodeIP: cfg.NodeIP,
+				TLSDir: paths.AgentTLS, KubeletConfig: paths.KubeletConfig, KubeProxyConfig: paths.KubeProxyConfig,
+				FlannelConfig: paths.FlannelConfig, StateFile: paths.JoinState, PasswordFile: paths.NodePassword,
+			})
+			*joined = res
+			return err
+		}),
+	}}
+}
+
+// agentNode is the agent's node, configured with the cluster's settings.
+func agentNode(cfg *config.Agent, joined *join.Result, set *assets.Set) (*node, error) {
+	if _, _, err := net.ParseCIDR(joined.Settings.ClusterCIDR); err != nil {
+		return nil, fmt.Errorf("the server's cluster CIDR %q: %v", joined.Settings.ClusterCIDR, err)
+	}
+	return newNode(agentNodeConfig(cfg, joined.Settings, cfg.Paths()), set), nil
+}
+
+// agentNodeConfig is the node's configuration from the agent's flags and the
+// cluster's settings; the node's certificates are where the join puts them.
+func agentNodeConfig(cfg *config.Agent, settings join.Settings, paths config.Paths) nodeConfig {
+	_, clusterCIDR, _ := net.ParseCIDR(settings.ClusterCIDR)
+	serving := pki.NodeLayout(paths.AgentTLS).KubeletServing
+	return nodeConfig{
+		DataDir:        cfg.DataDir,
+		Name:           cfg.NodeName,
+		IP:             cfg.NodeIP,
+		ClusterCIDR:    clusterCIDR,
+		ClusterDNS:     net.ParseIP(settings.ClusterDNS),
+		ClusterDomain:  settings.ClusterDomain,
+		ClientCA:       join.ClientCAFile(paths.AgentTLS),
+		ServingCert:    serving.CertFile,
+		ServingKey:     serving.KeyFile,
+		ExtraKubelet:   cfg.ExtraArgs.Kubelet,
+		ExtraKubeProxy: cfg.ExtraArgs.KubeProxy,
+		FlannelBackend: settings.FlannelBackend,
+		FlannelIface:   cfg.FlannelIface,
+		Snapshotter:    cfg.Snapshotter,
+		Debug:          cfg.Debug,
+	}
+}
+
+// agentPlan is the node's boot on an agent.
+func agentPlan(n *node, cfg *config.Agent, began time.Time) lifecycle.Plan {
+	steps := n.steps()
+	if n.ownsPodNetwork() {
+		steps = append(steps, lifecycle.Phase("node-ready-log", func(ctx context.Context) error {
+			klog.FromContext(ctx).Info("Node ready", "node", cfg.NodeName, "server", cfg.Server, "took", time.Since(began).Round(time.Millisecond))
+			return nil
+		}))
+	}
+	return lifecycle.Plan{Name: "agent", Steps: steps}
 }
 
 // nodePorts are the ports a node's components listen on.

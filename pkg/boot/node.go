@@ -10,12 +10,11 @@ import (
 	"time"
 
 	containerdclient "github.com/containerd/containerd/v2/client"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
+	nodeutil "k8s.io/kubernetes/pkg/util/node"
 
 	"github.com/hw-k8s/hw/pkg/assets"
 	"github.com/hw-k8s/hw/pkg/component/containerd"
@@ -47,12 +46,12 @@ type nodeConfig struct {
 	ClientCA string
 	// Kubelet serving certificate, signed by the server CA.
 	ServingCert, ServingKey string
-	// Labels the node gets once registered, set with LabelKubeconfig's
-	// rights: NodeRestriction forbids a kubelet to give itself a role.
-	Labels          map[string]string
-	LabelKubeconfig string
-	ExtraKubelet    []string
-	ExtraKubeProxy  []string
+	// Labels the node gets once registered, set with Labeler's rights:
+	// NodeRestriction forbids a kubelet to give itself a role.
+	Labels         map[string]string
+	Labeler        *kubeclient.Shared
+	ExtraKubelet   []string
+	ExtraKubeProxy []string
 	// FlannelBackend is a config.Flannel* value; FlannelIface may name the
 	// interface between nodes.
 	FlannelBackend string
@@ -63,22 +62,117 @@ type nodeConfig struct {
 }
 
 // node boots containerd, kubelet and kube-proxy and wires the pod network.
+// Its components are built up front, from the configuration alone, so the
+// plan can check them all before anything starts.
 type node struct {
 	cfg    nodeConfig
 	paths  config.Paths
 	assets *assets.Set
-	proxy  kubeproxy.Config
+	// clients is the node's own identity (its kubelet's credentials).
+	clients *kubeclient.Shared
+
+	containerd *containerd.Containerd
+	kubelet    lifecycle.Component
+	proxy      kubeproxy.Config
+	kubeProxy  lifecycle.Component
+	dns        lifecycle.Component
+	flannel    *flannel.Flannel // nil when the user brings their own CNI
 }
 
-func newNode(cfg nodeConfig) *node {
-	n := &node{cfg: cfg, paths: config.PathsFor(cfg.DataDir)}
+// newNode builds the node's components; set is the programs hw carries.
+func newNode(cfg nodeConfig, set *assets.Set) *node {
+	paths := config.PathsFor(cfg.DataDir)
+	n := &node{cfg: cfg, paths: paths, assets: set, clients: kubeclient.NewShared(paths.KubeletConfig)}
 	n.proxy = kubeproxy.Config{
 		NodeName:    cfg.Name,
-		Kubeconfig:  n.paths.KubeProxyConfig,
+		Kubeconfig:  paths.KubeProxyConfig,
 		ClusterCIDR: cfg.ClusterCIDR.String(),
 		ExtraArgs:   cfg.ExtraKubeProxy,
 	}
+	n.containerd = containerd.New(containerd.Config{
+		Root:                paths.ContainerdRoot,
+		State:               paths.ContainerdState,
+		Address:             paths.ContainerdSocket,
+		ConfigFile:          paths.ContainerdConfig,
+		BinDir:              n.binDir(),
+		CNIBinDirs:          n.cniBinDirs(),
+		CNIConfDir:          n.cniConfDir(),
+		PauseImage:          assets.PauseImageRef,
+		Snapshotter:         n.snapshotter(),
+		RestrictOOMScoreAdj: !hostinfo.HasSysResource(),
+		ShimPath:            n.shimPath(),
+		Debug:               cfg.Debug,
+	})
+	n.kubelet = kubelet.New(kubelet.Config{
+		NodeName:      cfg.Name,
+		NodeIP:        cfg.IP,
+		Kubeconfig:    paths.KubeletConfig,
+		ClientCA:      cfg.ClientCA,
+		ServingCert:   cfg.ServingCert,
+		ServingKey:    cfg.ServingKey,
+		RuntimeSocket: paths.ContainerdSocket,
+		StaticPodDir:  paths.PodManifests,
+		ClusterDNS:    cfg.ClusterDNS,
+		ClusterDomain: cfg.ClusterDomain,
+		ResolvConf:    kubelet.ResolvConf(),
+		CgroupDriver:  kubelet.CgroupDriver(),
+		PluginDir:     paths.KubeletPlugins,
+		ExtraArgs:     cfg.ExtraKubelet,
+	})
+	n.kubeProxy = kubeproxy.New(n.proxy)
+	n.dns = dns.New(dns.Config{
+		NodeName:   cfg.Name,
+		Clients:    n.clients,
+		Kubeconfig: paths.KubeletConfig,
+		ClusterIP:  cfg.ClusterDNS,
+		Dir:        paths.DNS,
+		NFTables:   n.proxy.Mode() == "nftables",
+	})
+	if n.ownsPodNetwork() {
+		n.flannel = flannel.New(flannel.Config{
+			NodeName:    cfg.Name,
+			Kubeconfig:  paths.FlannelConfig,
+			ClusterCIDR: cfg.ClusterCIDR,
+			Backend:     cfg.FlannelBackend,
+			Iface:       cfg.FlannelIface,
+			NodeIP:      cfg.IP,
+			Dir:         paths.FlannelDir,
+			SubnetFile:  paths.FlannelSubnetFile,
+			NFTables:    n.proxy.Mode() == "nftables",
+		})
+	}
 	return n
+}
+
+// steps are the node's part of a plan: containerd and the images first
+// (kubelet needs the runtime and the pause image), then kubelet, kube-proxy
+// and the node's add-ons, then the pod network, which needs the pod subnet
+// the controller-manager gives the registered node.
+func (n *node) steps() []lifecycle.Step {
+	steps := []lifecycle.Step{
+		lifecycle.Phase("assets", n.extractAssets),
+		lifecycle.Start(n.containerd),
+		lifecycle.Phase("images", n.importImages),
+		lifecycle.Phase("node-dirs", n.makeDirs),
+		lifecycle.Start(n.kubelet),
+		lifecycle.Start(n.kubeProxy),
+		lifecycle.Start(n.dns),
+		lifecycle.Start(&localpath.Cleaner{NodeName: n.cfg.Name, Clients: n.clients, Dir: n.paths.Storage}),
+		lifecycle.Start(&servicelb.Reporter{NodeName: n.cfg.Name, Clients: n.clients}),
+	}
+	if !n.ownsPodNetwork() {
+		return append(steps,
+			lifecycle.Phase("node-registered", n.waitRegistered),
+			lifecycle.Phase("node-labels", n.label),
+		)
+	}
+	return append(steps,
+		lifecycle.Phase("pod-subnet", n.waitPodSubnet),
+		lifecycle.Start(n.flannel),
+		lifecycle.Phase("pod-network", n.writeCNIConfig),
+		lifecycle.Phase("node-labels", n.label),
+		lifecycle.Phase("node-ready", n.waitReady),
+	)
 }
 
 // nodeTools are host programs the node needs besides kube-proxy's: kubelet
@@ -94,136 +188,48 @@ func (n *node) preflight(ctx context.Context) error {
 }
 
 func (n *node) extractAssets(ctx context.Context) error {
-	set, err := assets.Embedded()
+	count, err := n.assets.Extract(n.cfg.DataDir)
 	if err != nil {
 		return err
 	}
-	count, err := set.Extract(n.cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	n.assets = set
 	if count > 0 {
-		klog.FromContext(ctx).Info("Extracted runc, the shim, CNI plugins and the pause image", "dir", set.Dir(n.cfg.DataDir), "files", count)
+		klog.FromContext(ctx).Info("Extracted runc, the shim, CNI plugins and the pause image", "dir", n.assets.Dir(n.cfg.DataDir), "files", count)
 	}
 	// Shims inherit hw's environment and look some tools up by name (runc for
 	// -info and cleanup), so hw's own programs go first on PATH.
-	bin := set.BinDir(n.cfg.DataDir)
+	bin := n.binDir()
 	if !strings.HasPrefix(os.Getenv("PATH"), bin+":") {
 		os.Setenv("PATH", bin+":"+os.Getenv("PATH"))
 	}
 	return nil
 }
 
+func (n *node) binDir() string { return n.assets.BinDir(n.cfg.DataDir) }
+
 // shimPath is containerd's runc shim, one of the assets: a 15 MiB program
 // that starts in milliseconds, where hw itself would cost every pod 0.15 s
 // and 180 MiB just to initialise.
-func (n *node) shimPath() string {
-	return filepath.Join(n.assets.BinDir(n.cfg.DataDir), "containerd-shim-runc-v2")
-}
+func (n *node) shimPath() string { return filepath.Join(n.binDir(), "containerd-shim-runc-v2") }
 
 func (n *node) snapshotter() string {
 	return hostinfo.Snapshotter(n.cfg.Snapshotter, hostinfo.OverlaySupported())
 }
 
-// start runs the node's components under m, in order, then sets up the pod
-// network and waits until the node is Ready.
-func (n *node) start(ctx context.Context, m *lifecycle.Manager) error {
-	if err := runPhases(ctx, []Phase{{"assets", n.extractAssets}}); err != nil {
-		return err
-	}
-	ctr := containerd.New(containerd.Config{
-		Root:                n.paths.ContainerdRoot,
-		State:               n.paths.ContainerdState,
-		Address:             n.paths.ContainerdSocket,
-		ConfigFile:          n.paths.ContainerdConfig,
-		BinDir:              n.assets.BinDir(n.cfg.DataDir),
-		CNIBinDirs:          n.cniBinDirs(),
-		CNIConfDir:          n.cniConfDir(),
-		PauseImage:          assets.PauseImageRef,
-		Snapshotter:         n.snapshotter(),
-		RestrictOOMScoreAdj: !hostinfo.HasSysResource(),
-		ShimPath:            n.shimPath(),
-		Debug:               n.cfg.Debug,
-	})
-	if err := m.Start(ctx, ctr); err != nil {
-		return err
-	}
-	if err := n.importImages(ctx); err != nil {
-		return err
-	}
+// makeDirs makes the folders kubelet expects to exist.
+func (n *node) makeDirs(ctx context.Context) error {
 	for _, dir := range []string{n.paths.PodManifests, n.cniConfDir(), n.paths.KubeletPlugins} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 	}
-	if err := m.Start(ctx, kubelet.New(kubelet.Config{
-		NodeName:      n.cfg.Name,
-		NodeIP:        n.cfg.IP,
-		Kubeconfig:    n.paths.KubeletConfig,
-		ClientCA:      n.cfg.ClientCA,
-		ServingCert:   n.cfg.ServingCert,
-		ServingKey:    n.cfg.ServingKey,
-		RuntimeSocket: n.paths.ContainerdSocket,
-		StaticPodDir:  n.paths.PodManifests,
-		ClusterDNS:    n.cfg.ClusterDNS,
-		ClusterDomain: n.cfg.ClusterDomain,
-		ResolvConf:    kubelet.ResolvConf(),
-		CgroupDriver:  kubelet.CgroupDriver(),
-		PluginDir:     n.paths.KubeletPlugins,
-		ExtraArgs:     n.cfg.ExtraKubelet,
-	})); err != nil {
-		return err
-	}
-	if err := m.Start(ctx, kubeproxy.New(n.proxy)); err != nil {
-		return err
-	}
-	if err := m.Start(ctx, dns.New(dns.Config{
-		NodeName:   n.cfg.Name,
-		Kubeconfig: n.paths.KubeletConfig,
-		ClusterIP:  n.cfg.ClusterDNS,
-		Dir:        n.paths.DNS,
-		NFTables:   n.proxy.Mode() == "nftables",
-	})); err != nil {
-		return err
-	}
-	if err := startInOrder(ctx, m,
-		&localpath.Cleaner{NodeName: n.cfg.Name, Kubeconfig: n.paths.KubeletConfig, Dir: n.paths.Storage},
-		&servicelb.Reporter{NodeName: n.cfg.Name, Kubeconfig: n.paths.KubeletConfig},
-	); err != nil {
-		return err
-	}
-	if !n.ownsPodNetwork() {
-		return runPhases(ctx, []Phase{
-			{"node-registered", n.waitRegistered},
-			{"node-labels", n.label},
-		})
-	}
-	if err := runPhases(ctx, []Phase{{"pod-subnet", n.waitPodSubnet}}); err != nil {
-		return err
-	}
-	fl := flannel.New(flannel.Config{
-		NodeName:    n.cfg.Name,
-		Kubeconfig:  n.paths.FlannelConfig,
-		ClusterCIDR: n.cfg.ClusterCIDR,
-		Backend:     n.cfg.FlannelBackend,
-		Iface:       n.cfg.FlannelIface,
-		NodeIP:      n.cfg.IP,
-		Dir:         n.paths.FlannelDir,
-		SubnetFile:  n.paths.FlannelSubnetFile,
-		NFTables:    n.proxy.Mode() == "nftables",
-	})
-	if err := m.Start(ctx, fl); err != nil {
-		return err
-	}
-	return runPhases(ctx, []Phase{
-		{"pod-network", func(ctx context.Context) error {
-			subnet, mtu := fl.Lease()
-			return network.WriteCNIConfig(n.paths.CNIConfDir, n.paths.PodIPAM, subnet.String(), mtu)
-		}},
-		{"node-labels", n.label},
-		{"node-ready", n.waitReady},
-	})
+	return nil
+}
+
+// writeCNIConfig writes the pod network's CNI config for the subnet flannel
+// leased; containerd picks it up and pods can start.
+func (n *node) writeCNIConfig(ctx context.Context) error {
+	subnet, mtu := n.flannel.Lease()
+	return network.WriteCNIConfig(n.paths.CNIConfDir, n.paths.PodIPAM, subnet.String(), mtu)
 }
 
 // ownsPodNetwork is false when the user brings their own CNI plugin
@@ -242,7 +248,7 @@ func (n *node) cniConfDir() string {
 // cniBinDirs are where containerd looks for CNI plugins. hw's own come first;
 // a user-installed CNI puts its programs in CNI's conventional folder.
 func (n *node) cniBinDirs() []string {
-	dirs := []string{n.assets.BinDir(n.cfg.DataDir)}
+	dirs := []string{n.binDir()}
 	if !n.ownsPodNetwork() {
 		dirs = append(dirs, config.HostCNIBinDir)
 	}
@@ -277,18 +283,10 @@ func (n *node) importImages(ctx context.Context) error {
 	return err
 }
 
-func (n *node) nodeClient() (kubernetes.Interface, error) {
-	cfg, err := kubeclient.Config(n.paths.KubeletConfig)
-	if err != nil {
-		return nil, err
-	}
-	return kubernetes.NewForConfig(cfg)
-}
-
 // waitPodSubnet waits for the controller-manager to give this node its pod
 // subnet, which flannel then leases.
 func (n *node) waitPodSubnet(ctx context.Context) error {
-	client, err := n.nodeClient()
+	client, err := n.clients.Client()
 	if err != nil {
 		return err
 	}
@@ -311,7 +309,7 @@ func (n *node) waitPodSubnet(ctx context.Context) error {
 // waitRegistered waits for kubelet to register the Node; without a pod
 // network it stays NotReady until the user installs a CNI plugin.
 func (n *node) waitRegistered(ctx context.Context) error {
-	client, err := n.nodeClient()
+	client, err := n.clients.Client()
 	if err != nil {
 		return err
 	}
@@ -328,14 +326,10 @@ func (n *node) waitRegistered(ctx context.Context) error {
 }
 
 func (n *node) label(ctx context.Context) error {
-	if len(n.cfg.Labels) == 0 || n.cfg.LabelKubeconfig == "" {
+	if len(n.cfg.Labels) == 0 || n.cfg.Labeler == nil {
 		return nil
 	}
-	cfg, err := kubeclient.Config(n.cfg.LabelKubeconfig)
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := n.cfg.Labeler.Client()
 	if err != nil {
 		return err
 	}
@@ -349,7 +343,7 @@ func (n *node) label(ctx context.Context) error {
 }
 
 func (n *node) waitReady(ctx context.Context) error {
-	client, err := n.nodeClient()
+	client, err := n.clients.Client()
 	if err != nil {
 		return err
 	}
@@ -358,11 +352,6 @@ func (n *node) waitReady(ctx context.Context) error {
 		if err != nil {
 			return false, nil
 		}
-		for _, c := range node.Status.Conditions {
-			if c.Type == corev1.NodeReady {
-				return c.Status == corev1.ConditionTrue, nil
-			}
-		}
-		return false, nil
+		return nodeutil.IsNodeReady(node), nil
 	})
 }

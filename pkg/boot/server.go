@@ -9,12 +9,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/hw-k8s/hw/manifests"
 	"github.com/hw-k8s/hw/pkg/addons"
+	"github.com/hw-k8s/hw/pkg/assets"
 	"github.com/hw-k8s/hw/pkg/component/apiserver"
 	"github.com/hw-k8s/hw/pkg/component/controllermanager"
 	"github.com/hw-k8s/hw/pkg/component/etcd"
@@ -34,99 +33,140 @@ import (
 	"github.com/hw-k8s/hw/pkg/token"
 )
 
-// server is the state one `hw server` run builds up as its phases go.
+// server is one `hw server` run: its configuration, the files and
+// components derived from it, and the two results later steps read.
 type server struct {
 	cfg   *config.Server
 	paths config.Paths
-	pki   *pki.ServerPKI
-	files apiserver.Files
-	token token.Token
+	// layout names every certificate file before the "pki" step writes them.
+	layout *pki.ServerPKI
+	files  apiserver.Files
 	// hostname goes into the serving certificate's SANs.
 	hostname string
+	began    time.Time
+	// admin is the client of hw's server-side controllers (admin rights).
+	admin *kubeclient.Shared
 	// node is the server's own node: containerd, kubelet, kube-proxy, flannel.
 	node *node
-	// admin is a client with the admin kubeconfig, once the apiserver is up.
-	admin       kubernetes.Interface
-	adminConfig *rest.Config
+
+	// Set by a step and read by later ones: the CAs and certificates
+	// ("pki") and the server token ("token").
+	pki   *pki.ServerPKI
+	token token.Token
 }
 
-// Server runs `hw server` until ctx is cancelled or a component fails.
-//
-// The sequence: check the host (for the node too), make or load the PKI,
-// write kubeconfigs and the apiserver's files, the join token; then start
-// etcd, kube-apiserver, kube-controller-manager and kube-scheduler, each
-// waited for until ready; then the node (see node.start).
+// Server runs `hw server` until ctx is cancelled or a component fails: it
+// builds the plan (see plan), checks every component's configuration, runs
+// the steps in order, then watches the components.
 func Server(ctx context.Context, cfg *config.Server) error {
 	log := klog.FromContext(ctx)
 	// First, before containerd starts a shim that could inherit it.
 	notifier := sdnotify.FromEnvironment()
-	begin := time.Now()
-	s := &server{cfg: cfg, paths: cfg.Paths()}
-	s.hostname, _ = os.Hostname()
-	s.node = newNode(nodeConfig{
-		DataDir:         cfg.DataDir,
-		Name:            cfg.NodeName,
-		IP:              cfg.NodeIP,
-		ClusterCIDR:     cfg.ClusterCIDR,
-		ClusterDNS:      cfg.ClusterDNS,
-		ClusterDomain:   cfg.ClusterDomain,
-		Labels:          map[string]string{"node-role.kubernetes.io/control-plane": "true"},
-		LabelKubeconfig: s.kubeconfig("admin"),
-		ExtraKubelet:    cfg.ExtraArgs.Kubelet,
-		ExtraKubeProxy:  cfg.ExtraArgs.KubeProxy,
-		FlannelBackend:  cfg.FlannelBackend,
-		FlannelIface:    cfg.FlannelIface,
-		Snapshotter:     cfg.Snapshotter,
-		Debug:           cfg.Debug,
-	})
-
-	if err := runPhases(ctx, []Phase{
-		{"preflight", s.preflight},
-		{"node-preflight", s.node.preflight},
-		{"pki", s.ensurePKI},
-		{"node-credentials", s.nodeCredentials},
-		{"kubeconfigs", s.writeKubeconfigs},
-		{"apiserver-files", s.writeAPIServerFiles},
-		{"token", s.ensureToken},
-		{"addons", s.writeAddOns},
-	}); err != nil {
+	set, err := assets.Embedded()
+	if err != nil {
 		return err
 	}
-
+	s := newServer(cfg, set, time.Now())
+	// Deferred first, so they run last: the shared informers stop once
+	// every component reading them has.
+	defer s.admin.Shutdown()
+	defer s.node.clients.Shutdown()
 	m := lifecycle.NewManager()
 	defer func() {
 		m.Stop(klog.NewContext(context.Background(), log))
 	}()
-	if err := startInOrder(ctx, m, s.components()...); err != nil {
+	if err := s.plan().Run(ctx, m); err != nil {
 		return err
-	}
-	log.Info("Control plane ready", "took", time.Since(begin).Round(time.Millisecond))
-	if err := runPhases(ctx, []Phase{
-		{"cluster-roles", s.ensureClusterRoles},
-		{"join-info", s.publishJoinInfo},
-	}); err != nil {
-		return err
-	}
-	if err := startInOrder(ctx, m, join.NewApprover(s.admin), s.manifests()); err != nil {
-		return err
-	}
-
-	n := s.node
-	if err := n.start(ctx, m); err != nil {
-		return err
-	}
-	if n.ownsPodNetwork() {
-		log.Info("Node ready", "node", cfg.NodeName, "took", time.Since(begin).Round(time.Millisecond))
-	}
-	if err := startInOrder(ctx, m, s.addOnControllers()...); err != nil {
-		return err
-	}
-	if cfg.WriteKubeconfig != "" {
-		log.Info("Cluster ready: run 'hw kubectl get nodes', or use this kubeconfig with any kubectl", "kubeconfig", cfg.WriteKubeconfig)
 	}
 	tellServiceManagerReady(log, notifier)
 	defer notifier.Stopping()
 	return m.Wait(ctx)
+}
+
+func newServer(cfg *config.Server, set *assets.Set, began time.Time) *server {
+	paths := cfg.Paths()
+	s := &server{
+		cfg:    cfg,
+		paths:  paths,
+		layout: pki.ServerLayout(paths.TLS),
+		files:  apiserver.FilesIn(paths.Settings, paths.Cred),
+		began:  began,
+	}
+	s.hostname, _ = os.Hostname()
+	s.admin = kubeclient.NewShared(s.kubeconfig("admin"))
+	node := pki.NodeLayout(paths.AgentTLS)
+	s.node = newNode(nodeConfig{
+		DataDir:        cfg.DataDir,
+		Name:           cfg.NodeName,
+		IP:             cfg.NodeIP,
+		ClusterCIDR:    cfg.ClusterCIDR,
+		ClusterDNS:     cfg.ClusterDNS,
+		ClusterDomain:  cfg.ClusterDomain,
+		ClientCA:       s.layout.ClientCA.CertFile,
+		ServingCert:    node.KubeletServing.CertFile,
+		ServingKey:     node.KubeletServing.KeyFile,
+		Labels:         map[string]string{"node-role.kubernetes.io/control-plane": "true"},
+		Labeler:        s.admin,
+		ExtraKubelet:   cfg.ExtraArgs.Kubelet,
+		ExtraKubeProxy: cfg.ExtraArgs.KubeProxy,
+		FlannelBackend: cfg.FlannelBackend,
+		FlannelIface:   cfg.FlannelIface,
+		Snapshotter:    cfg.Snapshotter,
+		Debug:          cfg.Debug,
+	}, set)
+	return s
+}
+
+// plan is `hw server`'s boot sequence. First the files: certificates,
+// kubeconfigs, the apiserver's settings, the join token, the add-ons'
+// manifests; then the control plane, each component ready before the next;
+// then what needs the API (roles, join information, hw's controllers); then
+// the server's own node; last, the add-ons served from this process.
+func (s *server) plan() lifecycle.Plan {
+	steps := []lifecycle.Step{
+		lifecycle.Phase("preflight", s.preflight),
+		lifecycle.Phase("node-preflight", s.node.preflight),
+		lifecycle.Phase("pki", s.ensurePKI),
+		lifecycle.Phase("node-credentials", s.nodeCredentials),
+		lifecycle.Phase("kubeconfigs", s.writeKubeconfigs),
+		lifecycle.Phase("apiserver-files", func(context.Context) error { return s.files.Ensure() }),
+		lifecycle.Phase("token", s.ensureToken),
+		lifecycle.Phase("addons", s.writeAddOns),
+	}
+	for _, c := range s.controlPlane() {
+		steps = append(steps, lifecycle.Start(c))
+	}
+	steps = append(steps,
+		lifecycle.Phase("control-plane-ready", s.logReady("Control plane ready")),
+		lifecycle.Phase("cluster-roles", s.ensureClusterRoles),
+		lifecycle.Phase("join-info", s.publishJoinInfo),
+		lifecycle.Start(join.NewApprover(s.admin)),
+		lifecycle.Start(deploy.New(deploy.Config{Dir: s.paths.Manifests, Clients: s.admin})),
+	)
+	steps = append(steps, s.node.steps()...)
+	if s.node.ownsPodNetwork() {
+		steps = append(steps, lifecycle.Phase("node-ready-log", s.logReady("Node ready", "node", s.cfg.NodeName)))
+	}
+	for _, c := range s.addOnControllers() {
+		steps = append(steps, lifecycle.Start(c))
+	}
+	steps = append(steps, lifecycle.Phase("cluster-ready", s.logClusterReady))
+	return lifecycle.Plan{Name: "server", Steps: steps}
+}
+
+// logReady logs msg with the time since the start.
+func (s *server) logReady(msg string, kv ...any) func(context.Context) error {
+	return func(ctx context.Context) error {
+		klog.FromContext(ctx).Info(msg, append(kv, "took", time.Since(s.began).Round(time.Millisecond))...)
+		return nil
+	}
+}
+
+func (s *server) logClusterReady(ctx context.Context) error {
+	if s.cfg.WriteKubeconfig != "" {
+		klog.FromContext(ctx).Info("Cluster ready: run 'hw kubectl get nodes', or use this kubeconfig with any kubectl", "kubeconfig", s.cfg.WriteKubeconfig)
+	}
+	return nil
 }
 
 func (s *server) preflight(ctx context.Context) error {
@@ -217,41 +257,34 @@ func (s *server) nodeCredentials(ctx context.Context) error {
 			return err
 		}
 	}
-	s.node.cfg.ClientCA = s.pki.ClientCA.CertFile
-	s.node.cfg.ServingCert, s.node.cfg.ServingKey = node.KubeletServing.CertFile, node.KubeletServing.KeyFile
 	return nil
 }
 
 // ensureClusterRoles puts in place the roles hw's components and joining
 // agents need beyond Kubernetes' defaults.
 func (s *server) ensureClusterRoles(ctx context.Context) error {
-	cfg, err := kubeclient.Config(s.kubeconfig("admin"))
+	client, err := s.admin.Client()
 	if err != nil {
 		return err
 	}
-	s.adminConfig = cfg
-	if s.admin, err = kubernetes.NewForConfig(cfg); err != nil {
-		return err
-	}
-	return rbac.Ensure(ctx, s.admin)
+	return rbac.Ensure(ctx, client)
 }
 
 // publishJoinInfo registers the server's token and publishes the CA and the
 // settings joining agents read.
 func (s *server) publishJoinInfo(ctx context.Context) error {
-	if err := token.EnsureServerBootstrap(ctx, s.admin, s.token); err != nil {
+	client, err := s.admin.Client()
+	if err != nil {
+		return err
+	}
+	if err := token.EnsureServerBootstrap(ctx, client, s.token); err != nil {
 		return err
 	}
 	clientCA, err := os.ReadFile(s.pki.ClientCA.CertFile)
 	if err != nil {
 		return err
 	}
-	advertise := s.cfg.AdvertiseAddress
-	if advertise == nil {
-		advertise = s.cfg.NodeIP
-	}
-	url := fmt.Sprintf("https://%s", net.JoinHostPort(advertise.String(), fmt.Sprint(s.cfg.HTTPSPort)))
-	return join.Publish(ctx, s.admin, url, s.pki.ServerCA.CertPEM(), join.Settings{
+	return join.Publish(ctx, client, s.cfg.AdvertiseURL(), s.pki.ServerCA.CertPEM(), join.Settings{
 		ClusterCIDR:    s.cfg.ClusterCIDR.String(),
 		ServiceCIDR:    s.cfg.ServiceCIDR.String(),
 		ClusterDNS:     s.cfg.ClusterDNS.String(),
@@ -293,31 +326,20 @@ func (s *server) addOnControllers() []lifecycle.Component {
 	if !s.cfg.Disabled("metrics-server") {
 		out = append(out, metrics.New(metrics.Config{
 			Addr:              net.JoinHostPort(s.cfg.NodeIP.String(), fmt.Sprint(config.MetricsPort)),
-			ServingCert:       s.pki.MetricsServing.CertFile,
-			ServingKey:        s.pki.MetricsServing.KeyFile,
-			RequestHeaderCA:   s.pki.RequestHeaderCA.CertFile,
-			KubeletClientCert: s.pki.APIServerKubeletClient.CertFile,
-			KubeletClientKey:  s.pki.APIServerKubeletClient.KeyFile,
-			KubeletCA:         s.pki.ServerCA.CertFile,
-			Client:            s.admin,
+			ServingCert:       s.layout.MetricsServing.CertFile,
+			ServingKey:        s.layout.MetricsServing.KeyFile,
+			RequestHeaderCA:   s.layout.RequestHeaderCA.CertFile,
+			KubeletClientCert: s.layout.APIServerKubeletClient.CertFile,
+			KubeletClientKey:  s.layout.APIServerKubeletClient.KeyFile,
+			KubeletCA:         s.layout.ServerCA.CertFile,
+			Clients:           s.admin,
 		}))
 	}
 	return out
 }
 
-// manifests is the auto-deploy controller for <data-dir>/server/manifests.
-func (s *server) manifests() lifecycle.Component {
-	return deploy.New(deploy.Config{Dir: s.paths.Manifests, RESTConfig: s.adminConfig})
-}
-
 func (s *server) kubeconfig(name string) string {
 	return filepath.Join(s.paths.Cred, name+".kubeconfig")
-}
-
-func (s *server) writeAPIServerFiles(ctx context.Context) error {
-	files, err := apiserver.EnsureFiles(s.paths.Settings, s.paths.Cred)
-	s.files = files
-	return err
 }
 
 func (s *server) ensureToken(ctx context.Context) error {
@@ -326,14 +348,11 @@ func (s *server) ensureToken(ctx context.Context) error {
 	return err
 }
 
-// components lists the control plane in start order.
-func (s *server) components() []lifecycle.Component {
-	cfg, p := s.cfg, s.pki
+// controlPlane lists the control plane in start order, configured from the
+// file layout (the files are written by earlier steps).
+func (s *server) controlPlane() []lifecycle.Component {
+	cfg, p := s.cfg, s.layout
 	etcdURL := fmt.Sprintf("https://127.0.0.1:%d", config.EtcdClientPort)
-	advertise := cfg.AdvertiseAddress
-	if advertise == nil {
-		advertise = cfg.NodeIP
-	}
 	return []lifecycle.Component{
 		etcd.New(etcd.Config{
 			Name:       cfg.NodeName,
@@ -350,7 +369,7 @@ func (s *server) components() []lifecycle.Component {
 			Debug:      cfg.Debug,
 		}),
 		apiserver.New(apiserver.Config{
-			AdvertiseIP:          advertise,
+			AdvertiseIP:          cfg.AdvertiseIP(),
 			BindAddress:          cfg.BindAddress,
 			Port:                 cfg.HTTPSPort,
 			ServiceCIDR:          cfg.ServiceCIDR.String(),

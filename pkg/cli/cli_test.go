@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -42,6 +44,22 @@ func TestDefaults(t *testing.T) {
 		cfg.ClusterDomain != "cluster.local" || cfg.WriteKubeconfig != "/etc/hw/hw.yaml" || cfg.WriteKubeconfigMode != 0o600 ||
 		cfg.FlannelBackend != "vxlan" || cfg.FlannelIface != "" {
 		t.Errorf("unexpected defaults: %+v", cfg)
+	}
+}
+
+// The flags' defaults are config.NewServer's: one place holds them.
+func TestFlagDefaultsAreNewServers(t *testing.T) {
+	got, err := runServer(t, "--config", writeFile(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.NewServer()
+	want.NodeName, want.NodeIP = "n1", net.ParseIP("192.0.2.1").To4()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("flags without values give\n%+v\nwant config.NewServer()\n%+v", got, want)
+	}
+	if got.AdvertiseIP().String() != "192.0.2.1" || got.AdvertiseURL() != "https://192.0.2.1:6443" {
+		t.Errorf("advertise address falls back to the node IP: got %s, %s", got.AdvertiseIP(), got.AdvertiseURL())
 	}
 }
 

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -44,12 +45,14 @@ const (
 	flagKubeProxyArg        = "kube-proxy-arg"
 )
 
-// commonFlags are shared by `hw server` and `hw agent`.
+// commonFlags are shared by `hw server` and `hw agent`; defaults come from
+// config.NewServer and config.NewAgent, which agree on these.
 func commonFlags() []cli.Flag {
+	d := config.NewAgent()
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagConfig, Aliases: []string{"c"}, EnvVars: []string{"HW_CONFIG_FILE"}, Value: config.DefaultConfigFile,
 			Usage: "read flags from this YAML file (keys are flag names)"},
-		&cli.StringFlag{Name: flagDataDir, Aliases: []string{"d"}, EnvVars: []string{"HW_DATA_DIR"}, Value: config.DefaultDataDir,
+		&cli.StringFlag{Name: flagDataDir, Aliases: []string{"d"}, EnvVars: []string{"HW_DATA_DIR"}, Value: d.DataDir,
 			Usage: "folder for hw's state: certificates, etcd, images"},
 		&cli.StringFlag{Name: flagNodeName, EnvVars: []string{"HW_NODE_NAME"}, Usage: "node name (default: the host name)"},
 		&cli.StringFlag{Name: flagNodeIP, Aliases: []string{"i"}, EnvVars: []string{"HW_NODE_IP"}, Usage: "IPv4 address of this node (default: address of the default-route interface)"},
@@ -62,24 +65,25 @@ func commonFlags() []cli.Flag {
 	}
 }
 
-// serverFlags are `hw server`'s flags.
+// serverFlags are `hw server`'s flags, with config.NewServer's defaults.
 func serverFlags() []cli.Flag {
+	d := config.NewServer()
 	return append(commonFlags(),
 		&cli.StringFlag{Name: flagToken, Aliases: []string{"t"}, EnvVars: []string{"HW_TOKEN"}, Usage: "join secret (default: random, written to <data-dir>/server/token)"},
 		&cli.StringFlag{Name: flagTokenFile, EnvVars: []string{"HW_TOKEN_FILE"}, Usage: "read --token from this file"},
-		&cli.StringFlag{Name: flagBindAddress, Value: config.DefaultBindAddress, Usage: "address kube-apiserver listens on"},
-		&cli.IntFlag{Name: flagHTTPSPort, Value: config.DefaultHTTPSPort, Usage: "port kube-apiserver listens on"},
+		&cli.StringFlag{Name: flagBindAddress, Value: d.BindAddress.String(), Usage: "address kube-apiserver listens on"},
+		&cli.IntFlag{Name: flagHTTPSPort, Value: d.HTTPSPort, Usage: "port kube-apiserver listens on"},
 		&cli.StringFlag{Name: flagAdvertiseAddress, Usage: "address kube-apiserver advertises to the cluster (default: --node-ip)"},
 		&cli.StringSliceFlag{Name: flagTLSSAN, Usage: "extra host name or IP for the apiserver's certificate (repeatable)"},
-		&cli.StringFlag{Name: flagClusterCIDR, Value: config.DefaultClusterCIDR, Usage: "pod network; each node gets a /24 of it"},
-		&cli.StringFlag{Name: flagServiceCIDR, Value: config.DefaultServiceCIDR, Usage: "Service ClusterIP range"},
-		&cli.StringFlag{Name: flagClusterDNS, Value: config.DefaultClusterDNS, Usage: "ClusterIP of the cluster DNS service"},
-		&cli.StringFlag{Name: flagClusterDomain, Value: config.DefaultClusterDomain, Usage: "cluster DNS domain"},
-		&cli.StringFlag{Name: flagFlannelBackend, Value: config.FlannelVXLAN,
+		&cli.StringFlag{Name: flagClusterCIDR, Value: d.ClusterCIDR.String(), Usage: "pod network; each node gets a /24 of it"},
+		&cli.StringFlag{Name: flagServiceCIDR, Value: d.ServiceCIDR.String(), Usage: "Service ClusterIP range"},
+		&cli.StringFlag{Name: flagClusterDNS, Value: d.ClusterDNS.String(), Usage: "ClusterIP of the cluster DNS service"},
+		&cli.StringFlag{Name: flagClusterDomain, Value: d.ClusterDomain, Usage: "cluster DNS domain"},
+		&cli.StringFlag{Name: flagFlannelBackend, Value: d.FlannelBackend,
 			Usage: "pod network between nodes: " + strings.Join(config.FlannelBackends, ", ") + " (none: install your own CNI)"},
-		&cli.StringFlag{Name: flagWriteKubeconfig, Aliases: []string{"o"}, EnvVars: []string{"HW_KUBECONFIG_OUTPUT"}, Value: config.DefaultKubeconfigPath,
+		&cli.StringFlag{Name: flagWriteKubeconfig, Aliases: []string{"o"}, EnvVars: []string{"HW_KUBECONFIG_OUTPUT"}, Value: d.WriteKubeconfig,
 			Usage: "write the admin kubeconfig here (empty: don't)"},
-		&cli.StringFlag{Name: flagWriteKubeconfigMode, EnvVars: []string{"HW_KUBECONFIG_MODE"}, Value: config.DefaultKubeconfigMode,
+		&cli.StringFlag{Name: flagWriteKubeconfigMode, EnvVars: []string{"HW_KUBECONFIG_MODE"}, Value: fmt.Sprintf("%04o", d.WriteKubeconfigMode),
 			Usage: "file mode of the admin kubeconfig, octal"},
 		&cli.StringSliceFlag{Name: flagDisable, Usage: "do not deploy this packaged add-on (repeatable)"},
 		&cli.StringSliceFlag{Name: flagAPIServerArg, Usage: "extra KEY=VALUE argument for kube-apiserver (repeatable)"},

@@ -27,7 +27,6 @@ const (
 	DefaultClusterDNS     = "10.43.0.10"
 	DefaultClusterDomain  = "cluster.local"
 	DefaultBindAddress    = "0.0.0.0"
-	DefaultKubeconfigMode = "0600"
 	EtcdClientPort        = 2379
 	EtcdPeerPort          = 2380
 	ControllerManagerPort = 10257
@@ -93,6 +92,31 @@ type Server struct {
 
 	// Extra arguments, KEY=VALUE, that override hw's own for one component.
 	ExtraArgs ExtraArgs
+}
+
+// NewServer returns a Server with every default set: what `hw server` does
+// when given no flag, but for the node's name and IP, which are detected.
+func NewServer() *Server {
+	return &Server{
+		DataDir:             DefaultDataDir,
+		BindAddress:         net.ParseIP(DefaultBindAddress).To4(),
+		HTTPSPort:           DefaultHTTPSPort,
+		ClusterCIDR:         mustCIDR(DefaultClusterCIDR),
+		ServiceCIDR:         mustCIDR(DefaultServiceCIDR),
+		ClusterDNS:          net.ParseIP(DefaultClusterDNS).To4(),
+		ClusterDomain:       DefaultClusterDomain,
+		FlannelBackend:      FlannelVXLAN,
+		WriteKubeconfig:     DefaultKubeconfigPath,
+		WriteKubeconfigMode: 0o600,
+	}
+}
+
+func mustCIDR(s string) *net.IPNet {
+	_, n, err := net.ParseCIDR(s)
+	if err != nil {
+		panic(err) // only the constants above are passed
+	}
+	return n
 }
 
 // ExtraArgs are the --<component>-arg passthroughs, by component.
@@ -182,6 +206,20 @@ func PathsFor(dataDir string) Paths {
 
 // Paths returns the derived paths of this server.
 func (s *Server) Paths() Paths { return PathsFor(s.DataDir) }
+
+// AdvertiseIP is the address the apiserver gives the cluster:
+// --advertise-address, else the node's IP.
+func (s *Server) AdvertiseIP() net.IP {
+	if s.AdvertiseAddress != nil {
+		return s.AdvertiseAddress
+	}
+	return s.NodeIP
+}
+
+// AdvertiseURL is the apiserver's URL as other nodes reach it.
+func (s *Server) AdvertiseURL() string {
+	return fmt.Sprintf("https://%s", net.JoinHostPort(s.AdvertiseIP().String(), fmt.Sprint(s.HTTPSPort)))
+}
 
 // APIServerURL is the URL local components use to reach the apiserver.
 func (s *Server) APIServerURL() string {
@@ -283,6 +321,10 @@ func SplitArg(arg string) (key, value string, err error) {
 	}
 	return key, value, nil
 }
+
+// NewAgent returns an Agent with every default set; the server and the
+// token have none.
+func NewAgent() *Agent { return &Agent{DataDir: DefaultDataDir} }
 
 // Agent is everything `hw agent` was asked to do.
 type Agent struct {

@@ -31,8 +31,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -67,9 +65,9 @@ var crdYAML []byte
 type Config struct {
 	// Dir is the folder of manifests.
 	Dir string
-	// RESTConfig reaches the apiserver with the rights to apply anything
-	// (the admin's).
-	RESTConfig *rest.Config
+	// Clients reach the apiserver with the rights to apply anything (the
+	// admin's).
+	Clients *kubeclient.Shared
 }
 
 // Controller is the auto-deploy component.
@@ -96,23 +94,34 @@ func New(cfg Config) *Controller {
 
 func (c *Controller) Name() string { return "manifests" }
 
+// Init checks the manifests folder is an absolute path.
+func (c *Controller) Init(ctx context.Context) error {
+	if !filepath.IsAbs(c.cfg.Dir) {
+		return fmt.Errorf("manifests folder %q is not an absolute path", c.cfg.Dir)
+	}
+	return nil
+}
+
 func (c *Controller) Start(ctx context.Context) error {
 	if err := os.MkdirAll(c.cfg.Dir, 0o700); err != nil {
 		return fmt.Errorf("manifests folder %s: %w", c.cfg.Dir, err)
 	}
-	var err error
-	if c.dyn, err = dynamic.NewForConfig(c.cfg.RESTConfig); err != nil {
+	rc, err := c.cfg.Clients.RESTConfig()
+	if err != nil {
 		return err
 	}
-	disc, err := discovery.NewDiscoveryClientForConfig(c.cfg.RESTConfig)
+	client, err := c.cfg.Clients.Client()
+	if err != nil {
+		return err
+	}
+	if c.dyn, err = dynamic.NewForConfig(rc); err != nil {
+		return err
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(rc)
 	if err != nil {
 		return err
 	}
 	c.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))
-	client, err := kubernetes.NewForConfig(c.cfg.RESTConfig)
-	if err != nil {
-		return err
-	}
 	c.recorder, c.stopEvents = kubeclient.EventRecorder(ctx, client, corev1.EventSource{Component: "hw-manifests"})
 	c.Go(ctx, c.run)
 	return nil

@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -27,9 +26,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/certificate/csr"
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/pkg/atomicfile"
 	"github.com/hw-k8s/hw/pkg/pki"
 	"github.com/hw-k8s/hw/pkg/rbac"
 	"github.com/hw-k8s/hw/pkg/token"
@@ -104,9 +105,9 @@ func Join(ctx context.Context, req Request) (*Result, error) {
 		usages  []certificatesv1.KeyUsage
 		serving bool
 	}{
-		{"client-kubelet", certificatesv1.KubeAPIServerClientKubeletSignerName, pkix.Name{CommonName: node, Organization: []string{"system:nodes"}},
+		{pki.KubeletClientName, certificatesv1.KubeAPIServerClientKubeletSignerName, pkix.Name{CommonName: node, Organization: []string{"system:nodes"}},
 			[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, false},
-		{"serving-kubelet", certificatesv1.KubeletServingSignerName, pkix.Name{CommonName: node, Organization: []string{"system:nodes"}},
+		{pki.KubeletServingName, certificatesv1.KubeletServingSignerName, pkix.Name{CommonName: node, Organization: []string{"system:nodes"}},
 			[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth}, true},
 		{"client-kube-proxy", certificatesv1.KubeAPIServerClientSignerName, pkix.Name{CommonName: KubeProxyUser},
 			[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, false},
@@ -131,13 +132,14 @@ func Join(ctx context.Context, req Request) (*Result, error) {
 			return nil, fmt.Errorf("getting the %s certificate: %w", c.name, err)
 		}
 	}
-	res.ClientCAFile = filepath.Join(req.TLSDir, "client-ca.crt")
-	res.ServingCert, res.ServingKey = filepath.Join(req.TLSDir, "serving-kubelet.crt"), filepath.Join(req.TLSDir, "serving-kubelet.key")
-	if err := pki.WriteFileAtomic(res.ClientCAFile, []byte(res.Settings.ClientCA), 0o644); err != nil {
+	res.ClientCAFile = ClientCAFile(req.TLSDir)
+	serving := pki.NodeLayout(req.TLSDir).KubeletServing
+	res.ServingCert, res.ServingKey = serving.CertFile, serving.KeyFile
+	if err := atomicfile.Write(res.ClientCAFile, []byte(res.Settings.ClientCA), 0o644); err != nil {
 		return nil, err
 	}
 	for _, k := range []struct{ path, name string }{
-		{req.KubeletConfig, "client-kubelet"}, {req.KubeProxyConfig, "client-kube-proxy"}, {req.FlannelConfig, "client-flannel"},
+		{req.KubeletConfig, pki.KubeletClientName}, {req.KubeProxyConfig, "client-kube-proxy"}, {req.FlannelConfig, "client-flannel"},
 	} {
 		if err := pki.WriteKubeconfigFiles(k.path, req.Server, caPEM,
 			filepath.Join(req.TLSDir, k.name+".crt"), filepath.Join(req.TLSDir, k.name+".key"), 0o600); err != nil {
@@ -148,7 +150,7 @@ func Join(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return res, pki.WriteFileAtomic(req.StateFile, state, 0o600)
+	return res, atomicfile.Write(req.StateFile, state, 0o600)
 }
 
 // saved loads the result of an earlier join, if its files are all there.
@@ -179,7 +181,7 @@ func nodePassword(path string) (string, error) {
 		return "", err
 	}
 	password := hex.EncodeToString(b)
-	return password, pki.WriteFileAtomic(path, []byte(password), 0o600)
+	return password, atomicfile.Write(path, []byte(password), 0o600)
 }
 
 // discoverCA fetches the cluster CA without trusting the server yet, then
@@ -247,11 +249,10 @@ func requestCertificate(ctx context.Context, client kubernetes.Interface, dir, n
 	if err != nil {
 		return err
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	csrPEM, err := certutil.MakeCSRFromTemplate(key, tmpl)
 	if err != nil {
 		return err
 	}
-	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 	created, err := client.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "hw-" + name + "-", Annotations: annotations},
 		Spec:       certificatesv1.CertificateSigningRequestSpec{Request: csrPEM, SignerName: signer, Usages: usages},
@@ -270,8 +271,12 @@ func requestCertificate(ctx context.Context, client kubernetes.Interface, dir, n
 	if err != nil {
 		return err
 	}
-	if err := pki.WriteFileAtomic(filepath.Join(dir, name+".key"), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, name+".key"), keyPEM, 0o600); err != nil {
 		return err
 	}
-	return pki.WriteFileAtomic(filepath.Join(dir, name+".crt"), cert, 0o644)
+	return atomicfile.Write(filepath.Join(dir, name+".crt"), cert, 0o644)
 }
+
+// ClientCAFile is where a joined node keeps the cluster's client CA, which
+// its kubelet verifies the apiserver's requests with.
+func ClientCAFile(tlsDir string) string { return filepath.Join(tlsDir, "client-ca.crt") }

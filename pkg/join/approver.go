@@ -8,17 +8,16 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 	"github.com/hw-k8s/hw/pkg/rbac"
 )
@@ -35,20 +34,29 @@ const (
 // alone for an administrator.
 type Approver struct {
 	lifecycle.Goroutine
-	Client kubernetes.Interface
-	synced chan struct{}
+	clients *kubeclient.Shared
+	client  kubernetes.Interface
+	synced  chan struct{}
 }
 
 var _ lifecycle.Component = (*Approver)(nil)
 
 // NewApprover returns the approver; nothing runs until Start.
-func NewApprover(client kubernetes.Interface) *Approver {
-	return &Approver{Client: client, synced: make(chan struct{})}
+func NewApprover(clients *kubeclient.Shared) *Approver {
+	return &Approver{clients: clients, synced: make(chan struct{})}
 }
 
 func (a *Approver) Name() string { return "csr-approver" }
 
+// Init has nothing to check: the approver's rules are fixed.
+func (a *Approver) Init(ctx context.Context) error { return nil }
+
 func (a *Approver) Start(ctx context.Context) error {
+	client, err := a.clients.Client()
+	if err != nil {
+		return err
+	}
+	a.client = client
 	a.Go(ctx, a.run)
 	return nil
 }
@@ -57,7 +65,10 @@ func (a *Approver) Ready(ctx context.Context) error { return a.WaitReady(ctx, a.
 
 func (a *Approver) run(ctx context.Context) error {
 	log := klog.FromContext(ctx).WithName("csr-approver")
-	factory := informers.NewSharedInformerFactory(a.Client, 10*time.Minute)
+	factory, err := a.clients.Informers()
+	if err != nil {
+		return err
+	}
 	informer := factory.Certificates().V1().CertificateSigningRequests().Informer()
 	handle := func(obj any) {
 		csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
@@ -83,25 +94,26 @@ func (a *Approver) run(ctx context.Context) error {
 			Type: verdict, Status: corev1.ConditionTrue,
 			Reason: reason, Message: why, LastUpdateTime: metav1.Now(),
 		})
-		if _, err := a.Client.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
+		if _, err := a.client.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
 			log.Error(err, "Approving certificate request", "csr", csr.Name)
 			return
 		}
 		log.Info("Decided certificate request", "csr", csr.Name, "verdict", verdict, "requester", csr.Spec.Username, "reason", why)
 	}
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    handle,
 		UpdateFunc: func(_, obj any) { handle(obj) },
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+	defer informer.RemoveEventHandler(reg)
+	a.clients.StartInformers()
+	if !cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
 		return ctx.Err()
 	}
 	close(a.synced)
 	<-ctx.Done()
-	factory.Shutdown()
 	return nil
 }
 
@@ -193,7 +205,7 @@ func (a *Approver) claimNodeName(ctx context.Context, csr *certificatesv1.Certif
 	if len(hash) != 64 {
 		return false, "request carries no node password; join with hw agent"
 	}
-	secrets := a.Client.CoreV1().Secrets(metav1.NamespaceSystem)
+	secrets := a.client.CoreV1().Secrets(metav1.NamespaceSystem)
 	secretName := "hw-node-password." + name
 	held, err := secrets.Get(ctx, secretName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {

@@ -58,7 +58,7 @@ func TestApproverDecides(t *testing.T) {
 
 func TestNodeNameIsHeldByTheFirstMachine(t *testing.T) {
 	ctx := context.Background()
-	a := NewApprover(fake.NewClientset())
+	a := &Approver{client: fake.NewClientset()} // as Start leaves it
 	agent := []string{"system:bootstrappers", rbac.AgentGroup}
 	subject := pkix.Name{CommonName: "system:node:pi", Organization: []string{"system:nodes"}}
 	ask := func(hash string) (bool, string) {

@@ -13,10 +13,11 @@ type APIServer struct {
 	opts *apiserveroptions.ServerRunOptions
 }
 
-// NewAPIServer parses args as kube-apiserver's flags.
-func NewAPIServer(args []string) (*APIServer, error) {
+// NewAPIServer parses args as kube-apiserver's flags. The rest of the
+// checks need the files earlier boot steps write, so they run in Run.
+func NewAPIServer(args Args) (*APIServer, error) {
 	s := apiserveroptions.NewServerRunOptions()
-	if err := parseFlags("kube-apiserver", s.Flags(), args); err != nil {
+	if err := args.parseInto(namedFlagSet(args.Component, s.Flags())); err != nil {
 		return nil, err
 	}
 	return &APIServer{opts: s}, nil

@@ -19,22 +19,22 @@ type runner interface {
 // Component adapts an upstream Kubernetes component to lifecycle.Component.
 type Component struct {
 	lifecycle.Goroutine
-	name  string
-	args  []string
-	parse func(args []string) (runner, error)
-	ready func(ctx context.Context) error
+	args   Args
+	parse  func(Args) (runner, error)
+	ready  func(ctx context.Context) error
+	runner runner
 }
 
 var _ lifecycle.Component = (*Component)(nil)
 
-// NewComponent returns a component that parses args with parse on Start (so
-// a bad passthrough argument fails before anything runs), then runs it in the
-// background. ready tells when it serves.
-func NewComponent[R runner](name string, args []string, parse func([]string) (R, error), ready func(context.Context) error) *Component {
+// NewComponent returns the upstream component name, to run with hw's own
+// arguments and the user's overrides. Init parses them with parse, so a bad
+// passthrough argument fails before anything runs; Start runs the component
+// in the background; ready tells when it serves.
+func NewComponent[R runner](name string, own config.Args, user []string, parse func(Args) (R, error), ready func(context.Context) error) *Component {
 	return &Component{
-		name: name,
-		args: args,
-		parse: func(a []string) (runner, error) {
+		args: Args{Component: name, Own: own, User: user},
+		parse: func(a Args) (runner, error) {
 			r, err := parse(a)
 			return r, err
 		},
@@ -42,15 +42,24 @@ func NewComponent[R runner](name string, args []string, parse func([]string) (R,
 	}
 }
 
-func (c *Component) Name() string { return c.name }
+func (c *Component) Name() string { return c.args.Component }
 
-func (c *Component) Start(ctx context.Context) error {
-	klog.FromContext(ctx).V(1).Info("Component arguments", "component", c.name, "args", strings.Join(c.args, " "))
+// Init parses and checks the component's arguments.
+func (c *Component) Init(ctx context.Context) error {
+	klog.FromContext(ctx).V(1).Info("Component arguments", "component", c.Name(), "args", strings.Join(c.args.List(), " "))
 	r, err := c.parse(c.args)
 	if err != nil {
 		return err
 	}
-	c.Go(ctx, r.Run)
+	c.runner = r
+	return nil
+}
+
+func (c *Component) Start(ctx context.Context) error {
+	if c.runner == nil {
+		return fmt.Errorf("started before Init")
+	}
+	c.Go(ctx, c.runner.Run)
 	return nil
 }
 

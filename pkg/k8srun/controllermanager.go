@@ -13,14 +13,14 @@ type ControllerManager struct {
 }
 
 // NewControllerManager parses args as kube-controller-manager's flags.
-func NewControllerManager(args []string) (*ControllerManager, error) {
+func NewControllerManager(args Args) (*ControllerManager, error) {
 	s, err := cmoptions.NewKubeControllerManagerOptions()
 	if err != nil {
 		return nil, err
 	}
 	sets := s.Flags(cmapp.KnownControllers(), cmapp.ControllersDisabledByDefault(), cmapp.ControllerAliases())
 	s.ParsedFlags = &sets
-	if err := parseFlags("kube-controller-manager", sets, args); err != nil {
+	if err := args.parseInto(namedFlagSet(args.Component, sets)); err != nil {
 		return nil, err
 	}
 	return &ControllerManager{opts: s}, nil

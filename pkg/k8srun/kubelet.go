@@ -20,7 +20,7 @@ type Kubelet struct {
 }
 
 // NewKubelet parses args as kubelet's flags and validates the result.
-func NewKubelet(args []string) (*Kubelet, error) {
+func NewKubelet(args Args) (*Kubelet, error) {
 	flags := kubeletoptions.NewKubeletFlags()
 	cfg, err := kubeletoptions.NewKubeletConfiguration()
 	if err != nil {
@@ -28,20 +28,19 @@ func NewKubelet(args []string) (*Kubelet, error) {
 	}
 	fs := pflag.NewFlagSet("kubelet", pflag.ContinueOnError)
 	fs.SetNormalizeFunc(cliflag.WordSepNormalizeFunc)
-	fs.SetOutput(discard{}) // deprecation notices for config-file fields: hw means them
 	flags.AddFlags(fs)
 	kubeletoptions.AddKubeletConfigFlags(fs, cfg)
-	if err := fs.Parse(args); err != nil {
-		return nil, fmt.Errorf("kubelet: %v", err)
+	if err := args.parseInto(fs); err != nil {
+		return nil, err
 	}
 	if err := utilfeature.DefaultMutableFeatureGate.SetFromMap(cfg.FeatureGates); err != nil {
-		return nil, fmt.Errorf("kubelet feature gates: %w", err)
+		return nil, args.invalid(fmt.Errorf("feature gates: %w", err))
 	}
 	if err := kubeletoptions.ValidateKubeletFlags(flags); err != nil {
-		return nil, fmt.Errorf("kubelet: %w", err)
+		return nil, args.invalid(err)
 	}
 	if err := kubeletvalidation.ValidateKubeletConfiguration(cfg, utilfeature.DefaultFeatureGate); err != nil {
-		return nil, fmt.Errorf("kubelet: %w", err)
+		return nil, args.invalid(err)
 	}
 	return &Kubelet{server: &kubeletoptions.KubeletServer{KubeletFlags: *flags, KubeletConfiguration: *cfg}}, nil
 }

@@ -2,7 +2,6 @@ package k8srun
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/spf13/pflag"
 	proxyapp "k8s.io/kubernetes/cmd/kube-proxy/app"
@@ -14,19 +13,18 @@ type KubeProxy struct {
 }
 
 // NewKubeProxy parses args as kube-proxy's flags, completes and validates them.
-func NewKubeProxy(args []string) (*KubeProxy, error) {
+func NewKubeProxy(args Args) (*KubeProxy, error) {
 	opts := proxyapp.NewOptions()
 	fs := pflag.NewFlagSet("kube-proxy", pflag.ContinueOnError)
-	fs.SetOutput(discard{})
 	opts.AddFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, fmt.Errorf("kube-proxy: %v", err)
+	if err := args.parseInto(fs); err != nil {
+		return nil, err
 	}
 	if err := opts.Complete(fs); err != nil {
-		return nil, fmt.Errorf("kube-proxy: %w", err)
+		return nil, args.invalid(err)
 	}
 	if err := opts.Validate(); err != nil {
-		return nil, fmt.Errorf("kube-proxy: %w", err)
+		return nil, args.invalid(err)
 	}
 	return &KubeProxy{opts: opts}, nil
 }

@@ -13,9 +13,9 @@ type Scheduler struct {
 }
 
 // NewScheduler parses args as kube-scheduler's flags.
-func NewScheduler(args []string) (*Scheduler, error) {
+func NewScheduler(args Args) (*Scheduler, error) {
 	opts := scheduleroptions.NewOptions()
-	if err := parseFlags("kube-scheduler", *opts.Flags, args); err != nil {
+	if err := args.parseInto(namedFlagSet(args.Component, *opts.Flags)); err != nil {
 		return nil, err
 	}
 	return &Scheduler{opts: opts}, nil

@@ -1,6 +1,9 @@
 // Package lifecycle gives every hw component the same small life:
-// prepare config (done by the caller, before construction) → Start → Ready → Stop.
+// Init (build and check the whole configuration) → Start → Ready → Stop.
 //
+// A Plan is one command's boot sequence: named steps, each a phase (a
+// function run to completion) or a component. It runs every component's Init
+// before the first step, so a bad setting is refused before anything runs.
 // The Manager starts components in the order given, waits for each to be
 // ready before starting the next, watches them while they run, and stops them
 // in reverse order.
@@ -19,6 +22,11 @@ import (
 type Component interface {
 	// Name is the short name used in logs and errors.
 	Name() string
+	// Init builds and checks the component's complete configuration,
+	// including the user's passthrough arguments. It runs for every
+	// component of a plan before any starts, so it must not write files or
+	// start anything; its errors name the setting to fix.
+	Init(ctx context.Context) error
 	// Start launches the component and returns without waiting for it to be
 	// ready. It fails only for errors found before anything runs.
 	Start(ctx context.Context) error

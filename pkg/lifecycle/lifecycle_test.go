@@ -15,6 +15,8 @@ type fake struct {
 	log   *[]string
 	ready chan struct{}
 	fail  error
+	// badConfig makes Init fail.
+	badConfig error
 }
 
 func newFake(name string, log *[]string) *fake {
@@ -24,6 +26,11 @@ func newFake(name string, log *[]string) *fake {
 }
 
 func (f *fake) Name() string { return f.name }
+
+func (f *fake) Init(ctx context.Context) error {
+	*f.log = append(*f.log, "init "+f.name)
+	return f.badConfig
+}
 
 func (f *fake) Start(ctx context.Context) error {
 	*f.log = append(*f.log, "start "+f.name)

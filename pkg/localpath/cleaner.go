@@ -8,10 +8,8 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -30,21 +28,26 @@ const rescan = time.Minute
 // volume that no longer exists.
 type Cleaner struct {
 	lifecycle.Goroutine
-	NodeName   string
-	Kubeconfig string // the node's own credentials
-	Dir        string
+	NodeName string
+	Clients  *kubeclient.Shared // the node's own credentials
+	Dir      string
 }
 
 var _ lifecycle.Component = (*Cleaner)(nil)
 
 func (c *Cleaner) Name() string { return "local-path-cleaner" }
 
-func (c *Cleaner) Start(ctx context.Context) error {
-	rc, err := kubeclient.Config(c.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("node credentials %s: %w", c.Kubeconfig, err)
+// Init checks the volume folder is an absolute path: it is written into
+// every PersistentVolume of this node.
+func (c *Cleaner) Init(ctx context.Context) error {
+	if !filepath.IsAbs(c.Dir) {
+		return fmt.Errorf("local storage folder %q is not an absolute path", c.Dir)
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	return nil
+}
+
+func (c *Cleaner) Start(ctx context.Context) error {
+	client, err := c.Clients.Client()
 	if err != nil {
 		return err
 	}
@@ -68,27 +71,20 @@ func (c *Cleaner) run(ctx context.Context, client kubernetes.Interface) error {
 		return err == nil, nil
 	})
 
-	deleted := make(chan struct{}, 1)
-	lw := cache.NewListWatchFromClient(client.CoreV1().RESTClient(), "persistentvolumes", "", fields.Everything())
-	_, ctrl := cache.NewInformerWithOptions(cache.InformerOptions{ListerWatcher: lw, ObjectType: &corev1.PersistentVolume{},
-		Handler: cache.ResourceEventHandlerFuncs{DeleteFunc: func(any) {
-			select {
-			case deleted <- struct{}{}:
-			default:
-			}
-		}}})
-	go ctrl.RunWithContext(ctx)
-	ticker := time.NewTicker(rescan)
-	defer ticker.Stop()
-	for {
-		c.clean(ctx, client)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-deleted:
-		case <-ticker.C:
-		}
+	passes := kubeclient.NewPasses()
+	factory, err := c.Clients.Informers()
+	if err != nil {
+		return err
 	}
+	volumes := factory.Core().V1().PersistentVolumes().Informer()
+	reg, err := volumes.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(any) { passes.Notify() }})
+	if err != nil {
+		return err
+	}
+	defer volumes.RemoveEventHandler(reg)
+	c.Clients.StartInformers()
+	passes.Run(ctx, rescan, 0, func(ctx context.Context) { c.clean(ctx, client) })
+	return nil
 }
 
 // clean removes each volume directory whose volume the apiserver says is

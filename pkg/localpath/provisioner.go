@@ -12,13 +12,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -44,20 +42,29 @@ const (
 // Provisioner is the server-side component.
 type Provisioner struct {
 	lifecycle.Goroutine
-	client kubernetes.Interface
-	synced chan struct{}
+	clients *kubeclient.Shared
+	client  kubernetes.Interface
+	synced  chan struct{}
 }
 
 var _ lifecycle.Component = (*Provisioner)(nil)
 
 // NewProvisioner returns the component; nothing runs until Start.
-func NewProvisioner(client kubernetes.Interface) *Provisioner {
-	return &Provisioner{client: client, synced: make(chan struct{})}
+func NewProvisioner(clients *kubeclient.Shared) *Provisioner {
+	return &Provisioner{clients: clients, synced: make(chan struct{})}
 }
 
 func (p *Provisioner) Name() string { return "local-path-provisioner" }
 
+// Init has nothing to check: the provisioner has no settings.
+func (p *Provisioner) Init(ctx context.Context) error { return nil }
+
 func (p *Provisioner) Start(ctx context.Context) error {
+	client, err := p.clients.Client()
+	if err != nil {
+		return err
+	}
+	p.client = client
 	p.Go(ctx, p.run)
 	return nil
 }
@@ -76,7 +83,10 @@ func (p *Provisioner) run(ctx context.Context) error {
 	recorder, stopEvents := kubeclient.EventRecorder(ctx, p.client, corev1.EventSource{Component: ProvisionerName})
 	defer stopEvents()
 
-	factory := informers.NewSharedInformerFactory(p.client, 10*time.Minute)
+	factory, err := p.clients.Informers()
+	if err != nil {
+		return err
+	}
 	claims := factory.Core().V1().PersistentVolumeClaims()
 	volumes := factory.Core().V1().PersistentVolumes()
 	classes := factory.Storage().V1().StorageClasses()
@@ -91,13 +101,20 @@ func (p *Provisioner) run(ctx context.Context) error {
 		}
 		return cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, obj any) { add(obj) }}
 	}
-	claims.Informer().AddEventHandler(enqueue(claimKey))
-	volumes.Informer().AddEventHandler(enqueue(volumeKey))
-	classes.Informer()
-	nodes.Informer()
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), claims.Informer().HasSynced, volumes.Informer().HasSynced, classes.Informer().HasSynced, nodes.Informer().HasSynced) {
+	synced := []cache.InformerSynced{classes.Informer().HasSynced, nodes.Informer().HasSynced}
+	for _, h := range []struct {
+		inf    cache.SharedIndexInformer
+		prefix string
+	}{{claims.Informer(), claimKey}, {volumes.Informer(), volumeKey}} {
+		reg, err := h.inf.AddEventHandler(enqueue(h.prefix))
+		if err != nil {
+			return err
+		}
+		defer h.inf.RemoveEventHandler(reg)
+		synced = append(synced, reg.HasSynced)
+	}
+	p.clients.StartInformers()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil
 	}
 	close(p.synced)

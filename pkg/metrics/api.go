@@ -1,21 +1,18 @@
 package metrics
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
-	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 )
@@ -31,34 +28,17 @@ type api struct {
 	store *store
 	nodes corelisters.NodeLister
 	pods  corelisters.PodLister
-	authz *authorizer
-}
-
-// user is who the aggregator says is asking.
-type user struct {
-	name   string
-	groups []string
-	extra  map[string]authorizationv1.ExtraValue
-}
-
-// authenticate trusts the aggregator's headers only when its client
-// certificate was verified against the request-header CA (see the TLS config).
-func authenticate(r *http.Request) (user, bool) {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-		return user{}, false
-	}
-	u := user{name: r.Header.Get("X-Remote-User"), groups: r.Header.Values("X-Remote-Group"), extra: map[string]authorizationv1.ExtraValue{}}
-	for k, v := range r.Header {
-		if rest, ok := strings.CutPrefix(k, "X-Remote-Extra-"); ok {
-			u.extra[strings.ToLower(rest)] = v
-		}
-	}
-	return u, true
+	// authn accepts the aggregator's request headers (see newAuthenticator).
+	authn authenticator.Request
+	// authz asks the apiserver, with a cache (see newAuthorizer).
+	authz authorizer.Authorizer
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	u, ok := authenticate(r)
-	if !ok {
+	// An error (a certificate from another CA or with a CN not allowed)
+	// is refused like a missing certificate.
+	resp, ok, err := a.authn.AuthenticateRequest(r)
+	if err != nil || !ok {
 		writeStatus(w, http.StatusUnauthorized, "Unauthorized", "a client certificate from the apiserver's aggregator is required")
 		return
 	}
@@ -109,15 +89,17 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if name != "" {
 		verb = "get"
 	}
-	allowed, err := a.authz.allowed(r.Context(), u, authorizationv1.ResourceAttributes{
-		Group: group, Version: version, Resource: res, Verb: verb, Namespace: namespace, Name: name,
+	decision, _, err := a.authz.Authorize(r.Context(), authorizer.AttributesRecord{
+		User: resp.User, Verb: verb, Namespace: namespace, APIGroup: group, APIVersion: version,
+		Resource: res, Name: name, ResourceRequest: true,
 	})
 	if err != nil {
-		writeStatus(w, http.StatusInternalServerError, "InternalError", err.Error())
+		writeStatus(w, http.StatusInternalServerError, "InternalError", fmt.Sprintf("asking the apiserver whether %q may read metrics: %v", resp.User.GetName(), err))
 		return
 	}
-	if !allowed {
-		writeStatus(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("user %q cannot %s %s.%s", u.name, verb, res, group))
+	// Only an explicit allow lets the request through: a deny or no opinion is refused.
+	if decision != authorizer.DecisionAllow {
+		writeStatus(w, http.StatusForbidden, "Forbidden", fmt.Sprintf("user %q cannot %s %s.%s", resp.User.GetName(), verb, res, group))
 		return
 	}
 	selector, err := labels.Parse(r.URL.Query().Get("labelSelector"))
@@ -259,42 +241,4 @@ func writeStatus(w http.ResponseWriter, code int, reason, message string) {
 		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
 		Status:   metav1.StatusFailure, Message: message, Reason: metav1.StatusReason(reason), Code: int32(code),
 	})
-}
-
-// authorizer asks the apiserver whether a user may read metrics, and
-// remembers the answer briefly: kubectl top and the HPA ask often.
-type authorizer struct {
-	client kubernetes.Interface
-	mu     sync.Mutex
-	cache  map[string]cachedDecision
-}
-
-type cachedDecision struct {
-	allowed bool
-	until   time.Time
-}
-
-const decisionTTL = 10 * time.Second
-
-func (a *authorizer) allowed(ctx context.Context, u user, attrs authorizationv1.ResourceAttributes) (bool, error) {
-	key := fmt.Sprintf("%s|%s|%v|%s|%s|%s|%s", u.name, strings.Join(u.groups, ","), u.extra, attrs.Verb, attrs.Resource, attrs.Namespace, attrs.Name)
-	a.mu.Lock()
-	if d, ok := a.cache[key]; ok && time.Now().Before(d.until) {
-		a.mu.Unlock()
-		return d.allowed, nil
-	}
-	a.mu.Unlock()
-	sar, err := a.client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
-		Spec: authorizationv1.SubjectAccessReviewSpec{User: u.name, Groups: u.groups, Extra: u.extra, ResourceAttributes: &attrs},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return false, fmt.Errorf("asking the apiserver whether %q may read metrics: %w", u.name, err)
-	}
-	a.mu.Lock()
-	if len(a.cache) > 1000 {
-		a.cache = map[string]cachedDecision{}
-	}
-	a.cache[key] = cachedDecision{sar.Status.Allowed, time.Now().Add(decisionTTL)}
-	a.mu.Unlock()
-	return sar.Status.Allowed, nil
 }

@@ -19,12 +19,13 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 )
 
@@ -37,12 +38,15 @@ type Config struct {
 	Addr string
 	// ServingCert and ServingKey: signed by the CA in the APIService.
 	ServingCert, ServingKey string
-	// RequestHeaderCA verifies the aggregator's client certificate.
+	// RequestHeaderCA verifies the aggregator's client certificate, which
+	// must also have the CN system:auth-proxy (the apiserver's
+	// requestheader-allowed-names).
 	RequestHeaderCA string
 	// KubeletClientCert/Key and KubeletCA reach kubelets, as the apiserver does.
 	KubeletClientCert, KubeletClientKey, KubeletCA string
-	// Client lists nodes and pods and reviews access (the admin's).
-	Client kubernetes.Interface
+	// Clients list nodes and pods and review access with
+	// SubjectAccessReviews (the admin's).
+	Clients *kubeclient.Shared
 }
 
 // Server is the component.
@@ -62,14 +66,38 @@ func New(cfg Config) *Server {
 
 func (s *Server) Name() string { return "metrics-api" }
 
+// Init checks the listening address.
+func (s *Server) Init(ctx context.Context) error {
+	if _, _, err := net.SplitHostPort(s.cfg.Addr); err != nil {
+		return fmt.Errorf("metrics API address %q: %v", s.cfg.Addr, err)
+	}
+	return nil
+}
+
 func (s *Server) Start(ctx context.Context) error {
 	serving, err := tls.LoadX509KeyPair(s.cfg.ServingCert, s.cfg.ServingKey)
 	if err != nil {
 		return fmt.Errorf("metrics API serving certificate: %w", err)
 	}
-	proxyCAs, err := certPool(s.cfg.RequestHeaderCA)
+	proxyCA, err := os.ReadFile(s.cfg.RequestHeaderCA)
 	if err != nil {
 		return err
+	}
+	proxyCAs := x509.NewCertPool()
+	if !proxyCAs.AppendCertsFromPEM(proxyCA) {
+		return fmt.Errorf("%s holds no PEM certificate", s.cfg.RequestHeaderCA)
+	}
+	authn, err := newAuthenticator(proxyCA)
+	if err != nil {
+		return fmt.Errorf("metrics API request-header authentication: %w", err)
+	}
+	client, err := s.cfg.Clients.Client()
+	if err != nil {
+		return err
+	}
+	authz, err := newAuthorizer(client)
+	if err != nil {
+		return fmt.Errorf("metrics API authorization: %w", err)
 	}
 	kubeletCAs, err := certPool(s.cfg.KubeletCA)
 	if err != nil {
@@ -84,35 +112,45 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("metrics API cannot listen on %s: %w", s.cfg.Addr, err)
 	}
 	scraper := newKubeletScraper(&tls.Config{RootCAs: kubeletCAs, Certificates: []tls.Certificate{kubeletClient}, MinVersion: tls.VersionTLS12})
-	tlsConfig := &tls.Config{
+	ln = tls.NewListener(ln, servingTLSConfig(serving, proxyCAs))
+	s.Go(ctx, func(ctx context.Context) error { return s.run(ctx, ln, scraper, authn, authz) })
+	return nil
+}
+
+// servingTLSConfig asks for a client certificate from the request-header CA
+// but doesn't require one: the authenticator refuses requests without it
+// with a 401 the aggregator understands, rather than a failed handshake.
+func servingTLSConfig(serving tls.Certificate, proxyCAs *x509.CertPool) *tls.Config {
+	return &tls.Config{
 		Certificates: []tls.Certificate{serving},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    proxyCAs,
 		MinVersion:   tls.VersionTLS12,
 	}
-	s.Go(ctx, func(ctx context.Context) error { return s.run(ctx, tls.NewListener(ln, tlsConfig), scraper) })
-	return nil
 }
 
 // Ready returns once the API answers (readings follow within two intervals).
 func (s *Server) Ready(ctx context.Context) error { return s.WaitReady(ctx, s.synced) }
 
-func (s *Server) run(ctx context.Context, ln net.Listener, scraper *kubeletScraper) error {
+func (s *Server) run(ctx context.Context, ln net.Listener, scraper *kubeletScraper, authn authenticator.Request, authz authorizer.Authorizer) error {
 	log := klog.FromContext(ctx).WithName("metrics")
 	ctx = klog.NewContext(ctx, log)
-	factory := informers.NewSharedInformerFactory(s.cfg.Client, 10*time.Minute)
+	factory, err := s.cfg.Clients.Informers()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	nodes := factory.Core().V1().Nodes()
 	pods := factory.Core().V1().Pods()
 	nodes.Informer()
 	pods.Informer()
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
+	s.cfg.Clients.StartInformers()
 	if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced, pods.Informer().HasSynced) {
 		ln.Close()
 		return nil
 	}
 	srv := &http.Server{
-		Handler:           &api{store: s.store, nodes: nodes.Lister(), pods: pods.Lister(), authz: &authorizer{client: s.cfg.Client, cache: map[string]cachedDecision{}}},
+		Handler:           &api{store: s.store, nodes: nodes.Lister(), pods: pods.Lister(), authn: authn, authz: authz},
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	serveErr := make(chan error, 1)

@@ -7,7 +7,6 @@
 package pki
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -23,6 +22,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/hw-k8s/hw/pkg/atomicfile"
 )
 
 // Lifetimes of what hw issues.
@@ -276,9 +277,6 @@ func readCert(path string) (*x509.Certificate, error) {
 	return x509.ParseCertificate(block.Bytes)
 }
 
-// ReadCertFile parses the first certificate of a PEM file.
-func ReadCertFile(path string) (*x509.Certificate, error) { return readCert(path) }
-
 func readKey(path string) (crypto.Signer, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -326,50 +324,17 @@ func writeKey(path string, key crypto.Signer) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, data, 0o600)
+	return atomicfile.Write(path, data, 0o600)
 }
 
 func writeCert(path string, cert *x509.Certificate) error {
-	return WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644)
-}
-
-// WriteFileAtomic writes data to path through a temporary file and a rename,
-// so a crash never leaves a half-written file. Parent folders are created.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		return os.Chmod(path, mode)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644)
 }
 
 // EnsureSigningKey loads or creates the service-account signing key pair
 // (NAME.key private, NAME.pub public).
 func EnsureSigningKey(dir, name string) (keyFile, pubFile string, err error) {
-	keyFile = filepath.Join(dir, name+".key")
-	pubFile = filepath.Join(dir, name+".pub")
+	keyFile, pubFile = signingKeyFiles(dir, name)
 	var key crypto.Signer
 	if exists(keyFile) {
 		if key, err = readKey(keyFile); err != nil {
@@ -387,6 +352,11 @@ func EnsureSigningKey(dir, name string) (keyFile, pubFile string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	err = WriteFileAtomic(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
+	err = atomicfile.Write(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
 	return keyFile, pubFile, err
+}
+
+// signingKeyFiles are the private and public halves of a signing key pair.
+func signingKeyFiles(dir, name string) (keyFile, pubFile string) {
+	return filepath.Join(dir, name+".key"), filepath.Join(dir, name+".pub")
 }

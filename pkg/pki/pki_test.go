@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -197,5 +198,46 @@ func TestWriteKubeconfigMode(t *testing.T) {
 	}
 	if info.Mode().Perm() != 0o640 {
 		t.Errorf("kubeconfig mode %o, want 640", info.Mode().Perm())
+	}
+}
+
+// The boot plan is built from ServerLayout and NodeLayout before any file
+// exists: they must name exactly the files EnsureServer and EnsureNode write.
+func TestLayoutsNameTheFilesEnsureWrites(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	got, err := EnsureServer(dir, ServerNames{NodeName: "n1", NodeIP: net.IPv4(10, 0, 0, 1), ClusterDomain: "cluster.local",
+		FirstServiceIP: net.IPv4(10, 43, 0, 1)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ServerLayout(dir)
+	gv, wv := reflect.ValueOf(got).Elem(), reflect.ValueOf(want).Elem()
+	for i := 0; i < gv.NumField(); i++ {
+		name := gv.Type().Field(i).Name
+		switch g := gv.Field(i).Interface().(type) {
+		case *Authority:
+			w := wv.Field(i).Interface().(*Authority)
+			if g.CertFile != w.CertFile || g.KeyFile != w.KeyFile {
+				t.Errorf("%s: written %s/%s, layout says %s/%s", name, g.CertFile, g.KeyFile, w.CertFile, w.KeyFile)
+			}
+		case *Leaf:
+			w := wv.Field(i).Interface().(*Leaf)
+			if g.CertFile != w.CertFile || g.KeyFile != w.KeyFile {
+				t.Errorf("%s: written %s/%s, layout says %s/%s", name, g.CertFile, g.KeyFile, w.CertFile, w.KeyFile)
+			}
+		case string:
+			if w := wv.Field(i).String(); g != w {
+				t.Errorf("%s: written %s, layout says %s", name, g, w)
+			}
+		}
+	}
+	node, err := EnsureNode(filepath.Join(dir, "agent"), got.ClientCA, got.ServerCA, "n1", net.IPv4(10, 0, 0, 1), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := NodeLayout(filepath.Join(dir, "agent"))
+	if node.KubeletClient.CertFile != nl.KubeletClient.CertFile || node.KubeletServing.KeyFile != nl.KubeletServing.KeyFile {
+		t.Errorf("node layout %+v does not match %+v", nl, node)
 	}
 }

@@ -59,36 +59,31 @@ type leafSpec struct {
 	spec LeafSpec
 }
 
-// EnsureServer makes sure dir holds every CA and certificate the control
-// plane needs, issuing what is missing, changed or near expiry. Re-running it
-// on a complete dir changes nothing.
-func EnsureServer(dir string, names ServerNames, now time.Time) (*ServerPKI, error) {
-	p := &ServerPKI{}
+// caEntry and leafEntry place a CA or a leaf in a folder.
+type caEntry struct {
+	caSpec
+	dir string
+}
+
+type leafEntry struct {
+	leafSpec
+	dir string
+}
+
+// serverTable is the server's PKI as data: every CA and leaf, the folder it
+// lives in and the field of p it fills.
+func serverTable(p *ServerPKI, dir string, names ServerNames) ([]caEntry, []leafEntry) {
 	etcdDir := filepath.Join(dir, "etcd")
-	cas := []struct {
-		caSpec
-		dir string
-	}{
+	cas := []caEntry{
 		{caSpec{&p.ServerCA, "server-ca", "hw-server-ca"}, dir},
 		{caSpec{&p.ClientCA, "client-ca", "hw-client-ca"}, dir},
 		{caSpec{&p.RequestHeaderCA, "request-header-ca", "hw-request-header-ca"}, dir},
 		{caSpec{&p.EtcdServerCA, "server-ca", "hw-etcd-server-ca"}, etcdDir},
 		{caSpec{&p.EtcdPeerCA, "peer-ca", "hw-etcd-peer-ca"}, etcdDir},
 	}
-	for _, c := range cas {
-		ca, err := EnsureCA(c.dir, c.name, c.commonName)
-		if err != nil {
-			return nil, err
-		}
-		*c.dest = ca
-	}
-
 	dns, ips := apiServerSANs(names)
 	etcdIPs := append([]net.IP{net.IPv4(127, 0, 0, 1)}, names.NodeIP)
-	leaves := []struct {
-		leafSpec
-		dir string
-	}{
+	leaves := []leafEntry{
 		{leafSpec{&p.APIServerServing, &p.ServerCA, LeafSpec{Name: "serving-kube-apiserver", CommonName: "kube-apiserver", Usage: ServerAuth, DNSNames: dns, IPs: ips}}, dir},
 		{leafSpec{&p.APIServerKubeletClient, &p.ClientCA, LeafSpec{Name: "client-kube-apiserver", CommonName: "system:kube-apiserver", Organization: []string{"system:masters"}, Usage: ClientAuth}}, dir},
 		{leafSpec{&p.Admin, &p.ClientCA, LeafSpec{Name: "client-admin", CommonName: "system:admin", Organization: []string{"system:masters"}, Usage: ClientAuth}}, dir},
@@ -103,6 +98,41 @@ func EnsureServer(dir string, names ServerNames, now time.Time) (*ServerPKI, err
 		{leafSpec{&p.EtcdPeer, &p.EtcdPeerCA, LeafSpec{Name: "peer-server-client", CommonName: "etcd-peer", Usage: ServerAuth | ClientAuth, DNSNames: []string{"localhost", names.NodeName}, IPs: etcdIPs}}, etcdDir},
 		{leafSpec{&p.EtcdClient, &p.EtcdServerCA, LeafSpec{Name: "client", CommonName: "etcd-client", Usage: ClientAuth}}, etcdDir},
 	}
+	return cas, leaves
+}
+
+// signingKeyName is the service-account key pair's base name.
+const signingKeyName = "service"
+
+// ServerLayout is where EnsureServer keeps each file in dir: the paths of a
+// ServerPKI, without reading or writing anything. A boot plan is built from
+// it before the files exist.
+func ServerLayout(dir string) *ServerPKI {
+	p := &ServerPKI{}
+	cas, leaves := serverTable(p, dir, ServerNames{})
+	for _, c := range cas {
+		*c.dest = &Authority{CertFile: filepath.Join(c.dir, c.name+".crt"), KeyFile: filepath.Join(c.dir, c.name+".key")}
+	}
+	for _, l := range leaves {
+		*l.dest = &Leaf{CertFile: filepath.Join(l.dir, l.spec.Name+".crt"), KeyFile: filepath.Join(l.dir, l.spec.Name+".key")}
+	}
+	p.ServiceAccountKey, p.ServiceAccountPub = signingKeyFiles(dir, signingKeyName)
+	return p
+}
+
+// EnsureServer makes sure dir holds every CA and certificate the control
+// plane needs, issuing what is missing, changed or near expiry. Re-running it
+// on a complete dir changes nothing.
+func EnsureServer(dir string, names ServerNames, now time.Time) (*ServerPKI, error) {
+	p := &ServerPKI{}
+	cas, leaves := serverTable(p, dir, names)
+	for _, c := range cas {
+		ca, err := EnsureCA(c.dir, c.name, c.commonName)
+		if err != nil {
+			return nil, err
+		}
+		*c.dest = ca
+	}
 	for _, l := range leaves {
 		leaf, err := EnsureLeaf(l.dir, *l.ca, l.spec, now)
 		if err != nil {
@@ -112,7 +142,7 @@ func EnsureServer(dir string, names ServerNames, now time.Time) (*ServerPKI, err
 	}
 
 	var err error
-	p.ServiceAccountKey, p.ServiceAccountPub, err = EnsureSigningKey(dir, "service")
+	p.ServiceAccountKey, p.ServiceAccountPub, err = EnsureSigningKey(dir, signingKeyName)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -22,8 +21,9 @@ import (
 // Controller is the server-side component: it writes ingress addresses.
 type Controller struct {
 	lifecycle.Goroutine
-	client kubernetes.Interface
-	synced chan struct{}
+	clients *kubeclient.Shared
+	client  kubernetes.Interface
+	synced  chan struct{}
 	// reported holds the problems last reported per Service, so an Event
 	// is sent when they change, not on every pass.
 	reported map[string][]Problem
@@ -32,13 +32,21 @@ type Controller struct {
 var _ lifecycle.Component = (*Controller)(nil)
 
 // NewController returns the component; nothing runs until Start.
-func NewController(client kubernetes.Interface) *Controller {
-	return &Controller{client: client, synced: make(chan struct{}), reported: map[string][]Problem{}}
+func NewController(clients *kubeclient.Shared) *Controller {
+	return &Controller{clients: clients, synced: make(chan struct{}), reported: map[string][]Problem{}}
 }
 
 func (c *Controller) Name() string { return "servicelb" }
 
+// Init has nothing to check: the controller has no settings.
+func (c *Controller) Init(ctx context.Context) error { return nil }
+
 func (c *Controller) Start(ctx context.Context) error {
+	client, err := c.clients.Client()
+	if err != nil {
+		return err
+	}
+	c.client = client
 	c.Go(ctx, c.run)
 	return nil
 }
@@ -51,38 +59,34 @@ func (c *Controller) run(ctx context.Context) error {
 	recorder, stopEvents := kubeclient.EventRecorder(ctx, c.client, corev1.EventSource{Component: "hw-servicelb"})
 	defer stopEvents()
 
-	factory := informers.NewSharedInformerFactory(c.client, 10*time.Minute)
+	factory, err := c.clients.Informers()
+	if err != nil {
+		return err
+	}
 	services := factory.Core().V1().Services()
 	nodes := factory.Core().V1().Nodes()
-	changed := make(chan struct{}, 1)
-	notify := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
+	passes := kubeclient.NewPasses()
+	var synced []cache.InformerSynced
+	for _, inf := range []cache.SharedIndexInformer{services.Informer(), nodes.Informer()} {
+		reg, err := inf.AddEventHandler(passes.Handler())
+		if err != nil {
+			return err
 		}
+		defer inf.RemoveEventHandler(reg)
+		synced = append(synced, reg.HasSynced)
 	}
-	handler := cache.ResourceEventHandlerFuncs{AddFunc: notify, UpdateFunc: func(_, o any) { notify(o) }, DeleteFunc: notify}
-	services.Informer().AddEventHandler(handler)
-	nodes.Informer().AddEventHandler(handler)
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), services.Informer().HasSynced, nodes.Informer().HasSynced) {
+	c.clients.StartInformers()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil
 	}
 	close(c.synced)
-	retry := time.NewTicker(30 * time.Second)
-	defer retry.Stop()
-	for {
+	// Every 30 s too: a failed status update is retried.
+	passes.Run(ctx, 30*time.Second, 0, func(ctx context.Context) {
 		svcs, _ := services.Lister().List(labels.Everything())
 		ns, _ := nodes.Lister().List(labels.Everything())
 		c.apply(ctx, recorder, svcs, ns)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changed:
-		case <-retry.C:
-		}
-	}
+	})
+	return nil
 }
 
 func (c *Controller) apply(ctx context.Context, recorder record.EventRecorder, svcs []*corev1.Service, nodes []*corev1.Node) {

@@ -12,7 +12,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -29,8 +28,8 @@ const recheck = 20 * time.Second
 // Reporter runs on every node and keeps PortsInUseAnnotation true.
 type Reporter struct {
 	lifecycle.Goroutine
-	NodeName   string
-	Kubeconfig string // the node's own credentials
+	NodeName string
+	Clients  *kubeclient.Shared // the node's own credentials
 	// InUse reports whether something on this host listens on the port;
 	// nil: try to bind it.
 	InUse func(protocol corev1.Protocol, port int32) bool
@@ -40,12 +39,11 @@ var _ lifecycle.Component = (*Reporter)(nil)
 
 func (r *Reporter) Name() string { return "servicelb-ports" }
 
+// Init has nothing to check: the reporter's only setting is the node's name.
+func (r *Reporter) Init(ctx context.Context) error { return nil }
+
 func (r *Reporter) Start(ctx context.Context) error {
-	rc, err := kubeclient.Config(r.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("node credentials %s: %w", r.Kubeconfig, err)
-	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := r.Clients.Client()
 	if err != nil {
 		return err
 	}
@@ -60,24 +58,25 @@ func (r *Reporter) Ready(ctx context.Context) error { return nil }
 
 func (r *Reporter) run(ctx context.Context, client kubernetes.Interface) error {
 	log := klog.FromContext(ctx).WithName("servicelb")
-	changed := make(chan struct{}, 1)
-	notify := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
+	passes := kubeclient.NewPasses()
+	factory, err := r.Clients.Informers()
+	if err != nil {
+		return err
 	}
-	lw := cache.NewListWatchFromClient(client.CoreV1().RESTClient(), "services", "", fields.Everything())
-	store, ctrl := cache.NewInformerWithOptions(cache.InformerOptions{ListerWatcher: lw, ObjectType: &corev1.Service{},
-		Handler: cache.ResourceEventHandlerFuncs{AddFunc: notify, UpdateFunc: func(_, o any) { notify(o) }, DeleteFunc: notify}})
-	go ctrl.RunWithContext(ctx)
-	if !cache.WaitForCacheSync(ctx.Done(), ctrl.HasSynced) {
+	services := factory.Core().V1().Services().Informer()
+	reg, err := services.AddEventHandler(passes.Handler())
+	if err != nil {
+		return err
+	}
+	defer services.RemoveEventHandler(reg)
+	r.Clients.StartInformers()
+	if !cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
 		return nil
 	}
+	store := services.GetStore()
 	last := "unset"
-	ticker := time.NewTicker(recheck)
-	defer ticker.Stop()
-	for {
+	// Every recheck too: a process may take or free a port at any time.
+	passes.Run(ctx, recheck, 0, func(ctx context.Context) {
 		inUse := r.portsInUse(store.List())
 		if inUse != last {
 			patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, PortsInUseAnnotation, inUse)
@@ -90,13 +89,8 @@ func (r *Reporter) run(ctx context.Context, client kubernetes.Interface) error {
 				log.V(1).Info("Ports of LoadBalancer Services in use on this node", "ports", inUse)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changed:
-		case <-ticker.C:
-		}
-	}
+	})
+	return nil
 }
 
 // portsInUse is the annotation's value for the Services in objs.

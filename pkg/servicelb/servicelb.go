@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	nodeutil "k8s.io/kubernetes/pkg/util/node"
 )
 
 // PortsInUseAnnotation on a Node lists the ports of LoadBalancer Services
@@ -65,15 +66,6 @@ func nodeAddress(node *corev1.Node) string {
 	return internal
 }
 
-func nodeReady(node *corev1.Node) bool {
-	for _, c := range node.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // Problem is why a Service is not answered somewhere.
 type Problem struct {
 	Reason, Message string
@@ -99,7 +91,7 @@ func Plan(services []*corev1.Service, nodes []*corev1.Node) (map[string][]string
 	})
 	ready := make([]*corev1.Node, 0, len(nodes))
 	for _, n := range nodes {
-		if nodeReady(n) && nodeAddress(n) != "" {
+		if nodeutil.IsNodeReady(n) && nodeAddress(n) != "" {
 			ready = append(ready, n)
 		}
 	}

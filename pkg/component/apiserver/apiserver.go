@@ -45,7 +45,7 @@ type Config struct {
 	ExtraArgs []string
 }
 
-// Args is kube-apiserver's command line, with the user's overrides applied.
+// Args is hw's own kube-apiserver command line; ExtraArgs go on top.
 func (c Config) Args() config.Args {
 	return config.Args{
 		"advertise-address":                  c.AdvertiseIP.String(),
@@ -88,14 +88,14 @@ func (c Config) Args() config.Args {
 		"audit-log-maxsize":                  "100",
 		"cert-dir":                           c.CertDir,
 		"profiling":                          "false",
-	}.Merge(c.ExtraArgs)
+	}
 }
 
 // New returns the kube-apiserver component; nothing runs until Start. It is
 // ready when /readyz is, which includes etcd and the RBAC bootstrap that the
 // controller-manager needs before it starts.
 func New(cfg Config) lifecycle.Component {
-	return k8srun.NewComponent("kube-apiserver", cfg.Args().List(), k8srun.NewAPIServer, func(ctx context.Context) error {
+	return k8srun.NewComponent("kube-apiserver", cfg.Args(), cfg.ExtraArgs, k8srun.NewAPIServer, func(ctx context.Context) error {
 		client, err := cfg.probeClient()
 		if err != nil {
 			return err

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/hw-k8s/hw/pkg/pki"
+	"github.com/hw-k8s/hw/pkg/atomicfile"
 )
 
 // Files are the configuration files hw writes for kube-apiserver.
@@ -17,33 +17,34 @@ type Files struct {
 	AuthenticationConfig string
 }
 
-// EnsureFiles writes the apiserver's policy files into settingsDir and the
-// encryption config into credDir. The encryption key is made once, on first
-// boot, and kept: losing it makes every Secret unreadable.
-func EnsureFiles(settingsDir, credDir string) (Files, error) {
-	f := Files{
+// FilesIn names the apiserver's policy files in settingsDir and the
+// encryption config in credDir; nothing is read or written.
+func FilesIn(settingsDir, credDir string) Files {
+	return Files{
 		EncryptionConfig:     filepath.Join(credDir, "encryption-config.json"),
 		AuditPolicy:          filepath.Join(settingsDir, "audit-policy.yaml"),
 		AuthenticationConfig: filepath.Join(settingsDir, "authentication-config.yaml"),
 	}
+}
+
+// Ensure writes the files. The encryption key is made once, on first boot,
+// and kept: losing it makes every Secret unreadable.
+func (f Files) Ensure() error {
 	if _, err := os.Stat(f.EncryptionConfig); os.IsNotExist(err) {
 		key := make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
-			return f, err
+			return err
 		}
-		if err := pki.WriteFileAtomic(f.EncryptionConfig, []byte(encryptionConfig(key)), 0o600); err != nil {
-			return f, err
+		if err := atomicfile.Write(f.EncryptionConfig, []byte(encryptionConfig(key)), 0o600); err != nil {
+			return err
 		}
 	} else if err != nil {
-		return f, fmt.Errorf("cannot read %s: %w", f.EncryptionConfig, err)
+		return fmt.Errorf("cannot read %s: %w", f.EncryptionConfig, err)
 	}
-	if err := pki.WriteFileAtomic(f.AuditPolicy, []byte(auditPolicy), 0o644); err != nil {
-		return f, err
+	if err := atomicfile.Write(f.AuditPolicy, []byte(auditPolicy), 0o644); err != nil {
+		return err
 	}
-	if err := pki.WriteFileAtomic(f.AuthenticationConfig, []byte(authenticationConfig), 0o644); err != nil {
-		return f, err
-	}
-	return f, nil
+	return atomicfile.Write(f.AuthenticationConfig, []byte(authenticationConfig), 0o644)
 }
 
 // encryptionConfig encrypts Secrets with secretbox (XSalsa20-Poly1305).

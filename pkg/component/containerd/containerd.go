@@ -22,15 +22,17 @@ import (
 	"github.com/containerd/plugin/registry"
 	"github.com/sirupsen/logrus"
 
+	"github.com/hw-k8s/hw/pkg/atomicfile"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 	"github.com/hw-k8s/hw/pkg/logging"
-	"github.com/hw-k8s/hw/pkg/pki"
 )
 
 // Containerd is the embedded containerd.
 type Containerd struct {
 	lifecycle.Goroutine
 	cfg Config
+	// configText is config.toml as Init rendered it.
+	configText []byte
 
 	mu       sync.Mutex
 	server   *server.Server
@@ -45,13 +47,23 @@ func New(cfg Config) *Containerd { return &Containerd{cfg: cfg, ready: make(chan
 
 func (c *Containerd) Name() string { return "containerd" }
 
-// Start writes the config, loads containerd's plugins and starts serving.
-func (c *Containerd) Start(ctx context.Context) error {
+// Init renders containerd's config.toml.
+func (c *Containerd) Init(ctx context.Context) error {
 	text, err := c.cfg.Render()
 	if err != nil {
-		return err
+		return fmt.Errorf("containerd configuration: %w", err)
 	}
-	if err := pki.WriteFileAtomic(c.cfg.ConfigFile, text, 0o600); err != nil {
+	c.configText = text
+	return nil
+}
+
+// Start writes the config, loads containerd's plugins and starts serving.
+func (c *Containerd) Start(ctx context.Context) error {
+	text := c.configText
+	if text == nil {
+		return errors.New("started before Init")
+	}
+	if err := atomicfile.Write(c.cfg.ConfigFile, text, 0o600); err != nil {
 		return fmt.Errorf("writing %s: %w", c.cfg.ConfigFile, err)
 	}
 	configureLogging(c.cfg.Debug)
@@ -101,19 +113,7 @@ func (c *Containerd) Start(ctx context.Context) error {
 }
 
 // Ready waits until every plugin that registered readiness (CRI among them) is up.
-func (c *Containerd) Ready(ctx context.Context) error {
-	select {
-	case <-c.ready:
-		return nil
-	case <-c.Done():
-		if err := c.Err(); err != nil {
-			return err
-		}
-		return errors.New("stopped")
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (c *Containerd) Ready(ctx context.Context) error { return c.WaitReady(ctx, c.ready) }
 
 // logger is containerd's logger for this instance. containerd ends the
 // process on a fatal log line; one it writes because hw is stopping it (a

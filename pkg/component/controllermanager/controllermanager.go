@@ -27,7 +27,7 @@ type Config struct {
 	ExtraArgs             []string
 }
 
-// Args is kube-controller-manager's command line, with the user's overrides.
+// Args is hw's own kube-controller-manager command line; ExtraArgs go on top.
 func (c Config) Args() config.Args {
 	own := config.Args{
 		"controllers":                                     "*,tokencleaner,bootstrapsigner",
@@ -53,12 +53,12 @@ func (c Config) Args() config.Args {
 		"kube-api-qps":   "50",
 		"kube-api-burst": "100",
 	}
-	return k8srun.LocalComponentArgs(c.Kubeconfig, c.Port).With(own).Merge(c.ExtraArgs)
+	return k8srun.LocalComponentArgs(c.Kubeconfig, c.Port).With(own)
 }
 
 // New returns the kube-controller-manager component; nothing runs until Start.
 func New(cfg Config) lifecycle.Component {
-	return k8srun.NewComponent("kube-controller-manager", cfg.Args().List(), k8srun.NewControllerManager, func(ctx context.Context) error {
+	return k8srun.NewComponent("kube-controller-manager", cfg.Args(), cfg.ExtraArgs, k8srun.NewControllerManager, func(ctx context.Context) error {
 		// Ready once every controller is built, not just serving: building
 		// the volume controllers initialises the CSI volume plugin, whose node
 		// state is a package-level variable that kubelet, in this same

@@ -69,7 +69,9 @@ func init() {
 // Config is what a node's DNS needs.
 type Config struct {
 	NodeName string
-	// Kubeconfig is the node's own (its kubelet's) credentials.
+	// Clients are the node's own (its kubelet's) credentials; Kubeconfig is
+	// the same identity as a file, for CoreDNS's kubernetes plugin.
+	Clients    *kubeclient.Shared
 	Kubeconfig string
 	// ClusterIP is --cluster-dns.
 	ClusterIP net.IP
@@ -101,12 +103,16 @@ func New(cfg Config) *DNS {
 
 func (d *DNS) Name() string { return "dns" }
 
-func (d *DNS) Start(ctx context.Context) error {
-	rc, err := kubeclient.Config(d.cfg.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("node credentials %s: %w", d.cfg.Kubeconfig, err)
+// Init checks the settings the Corefile is made from.
+func (d *DNS) Init(ctx context.Context) error {
+	if d.cfg.ClusterIP.To4() == nil {
+		return fmt.Errorf("cluster DNS address %q is not an IPv4 address", d.cfg.ClusterIP)
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	return nil
+}
+
+func (d *DNS) Start(ctx context.Context) error {
+	client, err := d.cfg.Clients.Client()
 	if err != nil {
 		return err
 	}
@@ -138,20 +144,12 @@ func (d *DNS) run(ctx context.Context, client kubernetes.Interface) error {
 	recorder, stopEvents := kubeclient.EventRecorder(ctx, client, corev1.EventSource{Component: "hw-dns", Host: d.cfg.NodeName})
 	defer stopEvents()
 
-	changed := make(chan struct{}, 1)
-	notify := func() {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { notify() },
-		UpdateFunc: func(any, any) { notify() },
-		DeleteFunc: func(any) { notify() },
-	}
+	passes := kubeclient.NewPasses()
+	handler := passes.Handler()
 	var stores []cache.Store
 	var synced []cache.InformerSynced
+	// Two watches scoped by name, not the node's shared ConfigMap informer:
+	// that would cache every ConfigMap of kube-system on every node.
 	for _, name := range []string{ConfigMap, CustomConfigMap} {
 		lw := cache.NewListWatchFromClient(client.CoreV1().RESTClient(), "configmaps", namespace, fields.OneTermEqualSelector("metadata.name", name))
 		store, ctrl := cache.NewInformerWithOptions(cache.InformerOptions{ListerWatcher: lw, ObjectType: &corev1.ConfigMap{}, Handler: handler})
@@ -163,25 +161,16 @@ func (d *DNS) run(ctx context.Context, client kubernetes.Interface) error {
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil
 	}
-	for {
+	// A burst of edits settles for 200 ms before it is applied.
+	passes.Run(ctx, 0, 200*time.Millisecond, func(ctx context.Context) {
 		d.sync(ctx, recorder, configMapIn(stores[0], ConfigMap), configMapIn(stores[1], CustomConfigMap))
 		select {
 		case <-d.firstSync:
 		default:
 			close(d.firstSync)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changed:
-			// Let a burst of edits settle.
-			select {
-			case <-time.After(200 * time.Millisecond):
-			case <-ctx.Done():
-				return nil
-			}
-		}
-	}
+	})
+	return nil
 }
 
 func configMapIn(store cache.Store, name string) *corev1.ConfigMap {

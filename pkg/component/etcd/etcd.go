@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -49,6 +50,9 @@ var managedFlags = map[string]string{
 type Etcd struct {
 	cfg Config
 
+	// embedCfg is etcd's own configuration, built by Init.
+	embedCfg *embed.Config
+
 	mu     sync.Mutex
 	server *embed.Etcd
 	done   chan struct{}
@@ -62,6 +66,16 @@ var _ lifecycle.Component = (*Etcd)(nil)
 func New(cfg Config) *Etcd { return &Etcd{cfg: cfg, done: make(chan struct{})} }
 
 func (e *Etcd) Name() string { return "etcd" }
+
+// Init builds and checks etcd's configuration, --etcd-arg included.
+func (e *Etcd) Init(ctx context.Context) error {
+	ec, err := e.EmbedConfig()
+	if err != nil {
+		return err
+	}
+	e.embedCfg = ec
+	return nil
+}
 
 // EmbedConfig builds etcd's own configuration, applying --etcd-arg on top.
 func (e *Etcd) EmbedConfig() (*embed.Config, error) {
@@ -107,9 +121,8 @@ func (e *Etcd) EmbedConfig() (*embed.Config, error) {
 
 	if len(c.ExtraArgs) > 0 {
 		fs := flag.NewFlagSet("etcd", flag.ContinueOnError)
-		fs.SetOutput(discard{})
+		fs.SetOutput(io.Discard)
 		ec.AddFlags(fs)
-		var args []string
 		for _, a := range c.ExtraArgs {
 			key, value, err := config.SplitArg(a)
 			if err != nil {
@@ -121,10 +134,9 @@ func (e *Etcd) EmbedConfig() (*embed.Config, error) {
 				}
 				return nil, fmt.Errorf("--etcd-arg %s: hw sets this itself and it cannot be overridden", key)
 			}
-			args = append(args, "--"+key+"="+value)
-		}
-		if err := fs.Parse(args); err != nil {
-			return nil, fmt.Errorf("--etcd-arg: %v", strings.TrimSpace(err.Error()))
+			if err := fs.Parse([]string{"--" + key + "=" + value}); err != nil {
+				return nil, fmt.Errorf("--etcd-arg %s: etcd refuses it: %v", a, strings.TrimSpace(err.Error()))
+			}
 		}
 	}
 	if err := ec.Validate(); err != nil {
@@ -133,17 +145,12 @@ func (e *Etcd) EmbedConfig() (*embed.Config, error) {
 	return ec, nil
 }
 
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
 // Start launches etcd; it is ready when Ready returns.
 func (e *Etcd) Start(ctx context.Context) error {
-	ec, err := e.EmbedConfig()
-	if err != nil {
-		return err
+	if e.embedCfg == nil {
+		return errors.New("started before Init")
 	}
-	server, err := embed.StartEtcd(ec)
+	server, err := embed.StartEtcd(e.embedCfg)
 	if err != nil {
 		return err
 	}

@@ -30,9 +30,9 @@ import (
 	_ "github.com/flannel-io/flannel/pkg/backend/vxlan"
 	_ "github.com/flannel-io/flannel/pkg/backend/wireguard"
 
+	"github.com/hw-k8s/hw/pkg/atomicfile"
 	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
-	"github.com/hw-k8s/hw/pkg/pki"
 )
 
 // The --flannel-backend values; config validates them.
@@ -72,6 +72,8 @@ type Flannel struct {
 	lifecycle.Goroutine
 	cfg   Config
 	ready chan struct{}
+	// netConf is flannel's net-conf.json as Init rendered it.
+	netConf []byte
 
 	mu     sync.Mutex
 	subnet *net.IPNet
@@ -108,11 +110,21 @@ func (c Config) NetConf() ([]byte, error) {
 	})
 }
 
-// Start writes flannel's config and runs it in the background.
-func (f *Flannel) Start(ctx context.Context) error {
+// Init renders flannel's network config.
+func (f *Flannel) Init(ctx context.Context) error {
 	netConf, err := f.cfg.NetConf()
 	if err != nil {
 		return err
+	}
+	f.netConf = netConf
+	return nil
+}
+
+// Start writes flannel's config and runs it in the background.
+func (f *Flannel) Start(ctx context.Context) error {
+	netConf := f.netConf
+	if netConf == nil {
+		return errors.New("started before Init")
 	}
 	if err := CheckKernel(f.cfg.Backend); err != nil {
 		return err
@@ -121,7 +133,7 @@ func (f *Flannel) Start(ctx context.Context) error {
 		return err
 	}
 	confPath := filepath.Join(f.cfg.Dir, "net-conf.json")
-	if err := pki.WriteFileAtomic(confPath, netConf, 0o644); err != nil {
+	if err := atomicfile.Write(confPath, netConf, 0o644); err != nil {
 		return err
 	}
 	// flannel's kube subnet manager and WireGuard backend take these from the
@@ -134,19 +146,7 @@ func (f *Flannel) Start(ctx context.Context) error {
 
 // Ready waits until the lease is held, the routes and masquerade rules are in
 // place, and the subnet file is written.
-func (f *Flannel) Ready(ctx context.Context) error {
-	select {
-	case <-f.ready:
-		return nil
-	case <-f.Done():
-		if err := f.Err(); err != nil {
-			return err
-		}
-		return errors.New("flannel stopped before it was ready")
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (f *Flannel) Ready(ctx context.Context) error { return f.WaitReady(ctx, f.ready) }
 
 // Lease is this node's pod subnet and the MTU pods must use; valid once Ready.
 func (f *Flannel) Lease() (*net.IPNet, int) {

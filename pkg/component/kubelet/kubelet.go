@@ -35,7 +35,7 @@ type Config struct {
 	ExtraArgs    []string
 }
 
-// Args is kubelet's command line, with the user's overrides.
+// Args is hw's own kubelet command line; ExtraArgs go on top.
 func (c Config) Args() config.Args {
 	return config.Args{
 		"kubeconfig":                   c.Kubeconfig,
@@ -63,12 +63,12 @@ func (c Config) Args() config.Args {
 		"eviction-minimum-reclaim":     "imagefs.available=10%,nodefs.available=10%",
 		"volume-plugin-dir":            c.PluginDir,
 		"register-node":                "true",
-	}.Merge(c.ExtraArgs)
+	}
 }
 
 // New returns the kubelet component; nothing runs until Start.
 func New(cfg Config) lifecycle.Component {
-	return k8srun.NewComponent("kubelet", cfg.Args().List(), k8srun.NewKubelet, func(ctx context.Context) error {
+	return k8srun.NewComponent("kubelet", cfg.Args(), cfg.ExtraArgs, k8srun.NewKubelet, func(ctx context.Context) error {
 		return lifecycle.WaitHTTPOK(ctx, lifecycle.LocalHealthClient(), fmt.Sprintf("http://127.0.0.1:%d/healthz", HealthzPort))
 	})
 }

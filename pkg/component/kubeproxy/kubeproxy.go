@@ -22,7 +22,7 @@ type Config struct {
 	ExtraArgs   []string
 }
 
-// Args is kube-proxy's command line, with the user's overrides.
+// Args is hw's own kube-proxy command line; ExtraArgs go on top.
 func (c Config) Args() config.Args {
 	return config.Args{
 		"kubeconfig":           c.Kubeconfig,
@@ -35,15 +35,15 @@ func (c Config) Args() config.Args {
 		// kernel settings behind the user's back, and a network namespace
 		// may not be allowed to.
 		"conntrack-max-per-core": "0",
-	}.Merge(c.ExtraArgs)
+	}
 }
 
 // Mode is the proxy mode these arguments select.
-func (c Config) Mode() string { return c.Args()["proxy-mode"] }
+func (c Config) Mode() string { return c.Args().Merge(c.ExtraArgs)["proxy-mode"] }
 
 // New returns the kube-proxy component; nothing runs until Start.
 func New(cfg Config) lifecycle.Component {
-	return k8srun.NewComponent("kube-proxy", cfg.Args().List(), k8srun.NewKubeProxy, func(ctx context.Context) error {
+	return k8srun.NewComponent("kube-proxy", cfg.Args(), cfg.ExtraArgs, k8srun.NewKubeProxy, func(ctx context.Context) error {
 		return lifecycle.WaitHTTPOK(ctx, lifecycle.LocalHealthClient(), fmt.Sprintf("http://127.0.0.1:%d/livez", HealthzPort))
 	})
 }

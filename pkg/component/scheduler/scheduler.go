@@ -14,12 +14,12 @@ type Config struct {
 	ExtraArgs  []string
 }
 
-// Args is kube-scheduler's command line, with the user's overrides.
+// Args is hw's own kube-scheduler command line; ExtraArgs go on top.
 func (c Config) Args() config.Args {
-	return k8srun.LocalComponentArgs(c.Kubeconfig, c.Port).Merge(c.ExtraArgs)
+	return k8srun.LocalComponentArgs(c.Kubeconfig, c.Port)
 }
 
 // New returns the kube-scheduler component; nothing runs until Start.
 func New(cfg Config) lifecycle.Component {
-	return k8srun.NewComponent("kube-scheduler", cfg.Args().List(), k8srun.NewScheduler, k8srun.LocalHealth(cfg.Port))
+	return k8srun.NewComponent("kube-scheduler", cfg.Args(), cfg.ExtraArgs, k8srun.NewScheduler, k8srun.LocalHealth(cfg.Port))
 }
