@@ -5,6 +5,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/go-logr/logr/funcr"
+	"k8s.io/klog/v2"
 )
 
 func TestPlanInitsEveryComponentBeforeAnyStep(t *testing.T) {
@@ -68,5 +71,28 @@ func TestPlanStopsAtFailingPhase(t *testing.T) {
 	m.Stop(context.Background())
 	if got := strings.Join(log, ","); got != "init etcd" {
 		t.Errorf("ran %s; etcd must not start after a failed phase", got)
+	}
+}
+
+// --debug (verbosity 1) shows the plan before it runs and each step's time.
+func TestPlanLogsItselfAndStepTimes(t *testing.T) {
+	var lines []string
+	logger := funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{Verbosity: 1})
+	ctx := klog.NewContext(context.Background(), logger)
+	var log []string
+	p := Plan{Name: "test", Steps: []Step{
+		Phase("pki", func(context.Context) error { return nil }),
+		Start(newFake("etcd", &log)),
+	}}
+	m := NewManager()
+	if err := p.Run(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop(ctx)
+	all := strings.Join(lines, "\n")
+	for _, want := range []string{`"msg"="Boot plan"`, `"steps"="pki +etcd"`, `"msg"="Phase done" "phase"="pki" "took"`, `"msg"="Component ready" "component"="etcd" "took"`} {
+		if !strings.Contains(all, want) {
+			t.Errorf("log lacks %s:\n%s", want, all)
+		}
 	}
 }
