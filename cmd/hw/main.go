@@ -48,12 +48,13 @@ func run(args []string) int {
 	}
 	urfave.VersionPrinter = func(*urfave.Context) { fmt.Println(version.String()) }
 	app := cli.NewApp(cli.Actions{
-		Server:  server,
-		Agent:   agent,
-		Kubectl: kubectl,
-		Ctr:     ctr,
-		Crictl:  crictl,
-		Token:   tokenCmd,
+		Server:       server,
+		Agent:        agent,
+		Kubectl:      kubectl,
+		Ctr:          ctr,
+		Crictl:       crictl,
+		Token:        tokenCmd,
+		EtcdSnapshot: etcdSnapshot,
 	})
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(os.Stderr, "hw: %v\n", err)
@@ -82,6 +83,9 @@ func server(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 	defer stopProfiling()
+	if cfg.ClusterReset {
+		return stopIsClean(ctx, boot.ClusterReset(ctx, cfg))
+	}
 	return stopIsClean(ctx, boot.Server(ctx, cfg))
 }
 

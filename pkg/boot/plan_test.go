@@ -195,3 +195,42 @@ func tokenFor(t *testing.T, s string) token.Token {
 	}
 	return tok
 }
+
+func TestServerPlanSnapshots(t *testing.T) {
+	cfg := testServerConfig(t)
+	p := newServer(cfg, testAssets(t), time.Now()).plan()
+	assertOrder(t, p, "etcd", "kube-apiserver", "join-info", "etcd-snapshots")
+
+	cfg.EtcdSnapshots.Cron = "every tuesday"
+	err := newServer(cfg, testAssets(t), time.Now()).plan().Init(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "--etcd-snapshot-schedule-cron") {
+		t.Errorf("a bad schedule: %v, want it refused naming the flag", err)
+	}
+
+	cfg.EtcdSnapshots.Disable = true
+	if p := newServer(cfg, testAssets(t), time.Now()).plan(); p.Index("etcd-snapshots") >= 0 {
+		t.Error("--etcd-disable-snapshots still schedules snapshots")
+	}
+}
+
+func TestResetPlans(t *testing.T) {
+	cfg := testServerConfig(t)
+	cfg.ClusterReset = true
+	p := newServer(cfg, testAssets(t), time.Now()).resetPlan()
+	assertOrder(t, p, "not-running", "etcd-data", "etcd", "reset-done")
+
+	cfg.ClusterResetRestorePath = "/backups/etcd-snapshot-server-1-1700000000"
+	p = newServer(cfg, testAssets(t), time.Now()).resetPlan()
+	assertOrder(t, p, "not-running", "restore")
+	if p.Index("etcd") >= 0 || p.Index("kube-apiserver") >= 0 {
+		t.Errorf("a restore starts nothing: %s", strings.Join(p.Names(), " "))
+	}
+	// A missing snapshot is refused before anything changes.
+	err := p.Steps[p.Index("restore")].Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "--cluster-reset-restore-path") {
+		t.Errorf("restore of a missing file: %v", err)
+	}
+	if entries, _ := os.ReadDir(cfg.DataDir); len(entries) > 0 {
+		t.Error("a refused restore wrote to the data dir")
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/rbac"
 	"github.com/hw-k8s/hw/pkg/sdnotify"
 	"github.com/hw-k8s/hw/pkg/servicelb"
+	"github.com/hw-k8s/hw/pkg/snapshot"
 	"github.com/hw-k8s/hw/pkg/token"
 )
 
@@ -143,6 +144,18 @@ func (s *server) plan() lifecycle.Plan {
 		lifecycle.Start(join.NewApprover(s.admin)),
 		lifecycle.Start(deploy.New(deploy.Config{Dir: s.paths.Manifests, Clients: s.admin})),
 	)
+	if !s.cfg.EtcdSnapshots.Disable {
+		steps = append(steps, lifecycle.Start(snapshot.NewSchedule(snapshot.ScheduleConfig{
+			Cron:      s.cfg.EtcdSnapshots.Cron,
+			Retention: s.cfg.EtcdSnapshots.Retention,
+			Name:      s.cfg.EtcdSnapshots.Name,
+			Dir:       s.cfg.SnapshotDir(),
+			Node:      s.cfg.NodeName,
+			TLSDir:    s.paths.TLS,
+			Port:      config.EtcdClientPort,
+			Clients:   s.admin,
+		})))
+	}
 	steps = append(steps, s.node.steps()...)
 	if s.node.ownsPodNetwork() {
 		steps = append(steps, lifecycle.Phase("node-ready-log", s.logReady("Node ready", "node", s.cfg.NodeName)))
@@ -348,26 +361,37 @@ func (s *server) ensureToken(ctx context.Context) error {
 	return err
 }
 
+// etcdPeerURL is where this server's etcd member meets the others.
+func (s *server) etcdPeerURL() string {
+	return fmt.Sprintf("https://%s", net.JoinHostPort(s.cfg.NodeIP.String(), fmt.Sprint(config.EtcdPeerPort)))
+}
+
+// etcdConfig is this server's etcd member.
+func (s *server) etcdConfig() etcd.Config {
+	p := s.layout
+	return etcd.Config{
+		Name:       s.cfg.NodeName,
+		DataDir:    s.paths.Etcd,
+		ClientURL:  fmt.Sprintf("https://127.0.0.1:%d", config.EtcdClientPort),
+		PeerURL:    s.etcdPeerURL(),
+		ServerCA:   p.EtcdServerCA.CertFile,
+		ServerCert: p.EtcdServer.CertFile,
+		ServerKey:  p.EtcdServer.KeyFile,
+		PeerCA:     p.EtcdPeerCA.CertFile,
+		PeerCert:   p.EtcdPeer.CertFile,
+		PeerKey:    p.EtcdPeer.KeyFile,
+		ExtraArgs:  s.cfg.ExtraArgs.Etcd,
+		Debug:      s.cfg.Debug,
+	}
+}
+
 // controlPlane lists the control plane in start order, configured from the
 // file layout (the files are written by earlier steps).
 func (s *server) controlPlane() []lifecycle.Component {
 	cfg, p := s.cfg, s.layout
 	etcdURL := fmt.Sprintf("https://127.0.0.1:%d", config.EtcdClientPort)
 	return []lifecycle.Component{
-		etcd.New(etcd.Config{
-			Name:       cfg.NodeName,
-			DataDir:    s.paths.Etcd,
-			ClientURL:  etcdURL,
-			PeerURL:    fmt.Sprintf("https://%s", net.JoinHostPort(cfg.NodeIP.String(), fmt.Sprint(config.EtcdPeerPort))),
-			ServerCA:   p.EtcdServerCA.CertFile,
-			ServerCert: p.EtcdServer.CertFile,
-			ServerKey:  p.EtcdServer.KeyFile,
-			PeerCA:     p.EtcdPeerCA.CertFile,
-			PeerCert:   p.EtcdPeer.CertFile,
-			PeerKey:    p.EtcdPeer.KeyFile,
-			ExtraArgs:  cfg.ExtraArgs.Etcd,
-			Debug:      cfg.Debug,
-		}),
+		etcd.New(s.etcdConfig()),
 		apiserver.New(apiserver.Config{
 			AdvertiseIP:          cfg.AdvertiseIP(),
 			BindAddress:          cfg.BindAddress,

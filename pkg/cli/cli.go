@@ -25,6 +25,19 @@ type Actions struct {
 	Ctr     func(args []string) error
 	Crictl  func(args []string) error
 	Token   func(ctx context.Context, req TokenRequest) error
+	// EtcdSnapshot is `hw etcd-snapshot save|ls|delete|prune`.
+	EtcdSnapshot func(ctx context.Context, req SnapshotRequest) error
+}
+
+// SnapshotRequest is one `hw etcd-snapshot` command.
+type SnapshotRequest struct {
+	Op      string // save, ls, delete or prune
+	DataDir string
+	// Dir is --etcd-snapshot-dir; empty: the data dir's.
+	Dir       string
+	Name      string
+	Names     []string
+	Retention int
 }
 
 // TokenRequest is one `hw token` command.
@@ -87,6 +100,7 @@ func NewApp(a Actions) *cli.App {
 				Action:          func(c *cli.Context) error { return a.Ctr(append([]string{"ctr"}, c.Args().Slice()...)) },
 			},
 			tokenCommand(a),
+			snapshotCommand(a),
 			{
 				Name:            "crictl",
 				Usage:           "run the installed crictl against hw's containerd",
@@ -201,6 +215,14 @@ func ServerConfig(c *cli.Context) (*config.Server, error) {
 	if s.ServiceCIDR, err = parseCIDR(c, flagServiceCIDR); err != nil {
 		return nil, err
 	}
+	s.EtcdSnapshots = config.EtcdSnapshots{
+		Disable:   c.Bool(flagSnapshotDisable),
+		Cron:      c.String(flagSnapshotCron),
+		Retention: c.Int(flagSnapshotRetention),
+		Name:      c.String(flagSnapshotName),
+		Dir:       c.String(flagSnapshotDir),
+	}
+	s.ClusterReset, s.ClusterResetRestorePath = c.Bool(flagClusterReset), c.String(flagClusterResetRestore)
 	mode, err := strconv.ParseUint(c.String(flagWriteKubeconfigMode), 8, 32)
 	if err != nil || mode > 0o777 {
 		return nil, fmt.Errorf("--%s %q is not an octal file mode (example: 0644)", flagWriteKubeconfigMode, c.String(flagWriteKubeconfigMode))
@@ -312,6 +334,66 @@ func tokenCommand(a Actions) *cli.Command {
 			},
 			{Name: "list", Usage: "list join tokens", OnUsageError: usageError, Flags: []cli.Flag{kubeconfig}, Action: run("list")},
 			{Name: "delete", Usage: "delete join tokens by ID", ArgsUsage: "ID...", OnUsageError: usageError, Flags: []cli.Flag{kubeconfig}, Action: run("delete")},
+		},
+	}
+}
+
+// snapshotCommand is `hw etcd-snapshot`: snapshots of a running server's
+// etcd, with the server's own etcd client certificate from its data dir.
+func snapshotCommand(a Actions) *cli.Command {
+	dataDir := &cli.StringFlag{Name: flagDataDir, Aliases: []string{"d"}, EnvVars: []string{"HW_DATA_DIR"}, Value: config.NewServer().DataDir,
+		Usage: "the server's data dir"}
+	dir := &cli.StringFlag{Name: flagSnapshotDir, Usage: "snapshot folder (default: <data-dir>/server/db/snapshots)"}
+	name := func(usage string) cli.Flag {
+		return &cli.StringFlag{Name: "name", Value: "on-demand", Usage: usage}
+	}
+	run := func(op string) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			req := SnapshotRequest{Op: op, DataDir: c.String(flagDataDir), Dir: c.String(flagSnapshotDir), Name: c.String("name"),
+				Names: c.Args().Slice(), Retention: c.Int("snapshot-retention")}
+			if op == "delete" && len(req.Names) == 0 {
+				return fmt.Errorf("hw etcd-snapshot delete needs the name of a snapshot (see 'hw etcd-snapshot ls')")
+			}
+			for _, n := range req.Names {
+				if strings.HasPrefix(n, "-") {
+					return fmt.Errorf("%s after a snapshot name: flags go first (hw etcd-snapshot %s --data-dir DIR NAME...)", n, op)
+				}
+			}
+			if op != "delete" && c.NArg() > 0 {
+				return fmt.Errorf("hw etcd-snapshot %s takes no arguments (got %q)", op, c.Args().First())
+			}
+			if op == "save" || op == "prune" {
+				if err := config.ValidateSnapshotName(req.Name); err != nil {
+					return fmt.Errorf("--name %q: %v", req.Name, err)
+				}
+			}
+			if op == "prune" && req.Retention < 1 {
+				return fmt.Errorf("--snapshot-retention %d: keep at least 1 snapshot", req.Retention)
+			}
+			return a.EtcdSnapshot(c.Context, req)
+		}
+	}
+	configFile := &cli.StringFlag{Name: flagConfig, Aliases: []string{"c"}, EnvVars: []string{"HW_CONFIG_FILE"}, Value: config.DefaultConfigFile,
+		Usage: "the server's config file: its data-dir and etcd-snapshot-dir apply"}
+	// The server's config file says where its data is; its other keys are
+	// the server's business.
+	before := func(c *cli.Context) error {
+		return applyConfigKeys(c, c.String(flagConfig), c.IsSet(flagConfig), map[string]bool{flagDataDir: true, flagSnapshotDir: true})
+	}
+	return &cli.Command{
+		Name:  "etcd-snapshot",
+		Usage: "save, list, delete and prune snapshots of a server's etcd",
+		Subcommands: []*cli.Command{
+			{Name: "save", Usage: "save a snapshot now", OnUsageError: usageError,
+				Flags: []cli.Flag{configFile, dataDir, dir, name("first part of the file name: NAME-<node>-<unix time>")}, Before: before, Action: run("save")},
+			{Name: "ls", Aliases: []string{"list"}, Usage: "list snapshots", OnUsageError: usageError,
+				Flags: []cli.Flag{configFile, dataDir, dir}, Before: before, Action: run("ls")},
+			{Name: "delete", Usage: "delete snapshots by name", ArgsUsage: "NAME...", OnUsageError: usageError,
+				Flags: []cli.Flag{configFile, dataDir, dir}, Before: before, Action: run("delete")},
+			{Name: "prune", Usage: "keep the newest snapshots of one name, delete older ones", OnUsageError: usageError,
+				Flags: []cli.Flag{configFile, dataDir, dir, name("which snapshots: those called NAME-<node>-…"),
+					&cli.IntFlag{Name: "snapshot-retention", Value: config.DefaultSnapshotRetention, Usage: "how many to keep"}},
+				Before: before, Action: run("prune")},
 		},
 	}
 }

@@ -206,3 +206,46 @@ func TestAgentTokenFile(t *testing.T) {
 		}
 	}
 }
+
+func TestEtcdSnapshotCommands(t *testing.T) {
+	var got SnapshotRequest
+	app := NewApp(Actions{EtcdSnapshot: func(_ context.Context, req SnapshotRequest) error { got = req; return nil }})
+	if err := app.Run([]string{"hw", "etcd-snapshot", "save", "--data-dir", "/d", "--name", "nightly"}); err != nil {
+		t.Fatal(err)
+	}
+	if got.Op != "save" || got.DataDir != "/d" || got.Name != "nightly" {
+		t.Errorf("save: %+v", got)
+	}
+	if err := app.Run([]string{"hw", "etcd-snapshot", "prune"}); err != nil || got.Name != "on-demand" || got.Retention != 5 {
+		t.Errorf("prune defaults: %+v, %v", got, err)
+	}
+	for _, bad := range [][]string{
+		{"delete"},
+		{"delete", "snap-a", "--data-dir", "/d"},
+		{"save", "--name", "../escape"},
+		{"prune", "--snapshot-retention", "0"},
+		{"ls", "extra"},
+	} {
+		err := app.Run(append([]string{"hw", "etcd-snapshot"}, bad...))
+		if err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("hw etcd-snapshot %v: %v, want one line refusing it", bad, err)
+		}
+	}
+}
+
+// `hw etcd-snapshot` finds the data dir in the server's config file and
+// ignores the file's other keys.
+func TestEtcdSnapshotReadsServerConfigFile(t *testing.T) {
+	file := writeFile(t, "data-dir: /srv/hw\nnode-ip: 192.0.2.7\ncluster-cidr: 10.50.0.0/16\n")
+	var got SnapshotRequest
+	app := NewApp(Actions{EtcdSnapshot: func(_ context.Context, req SnapshotRequest) error { got = req; return nil }})
+	if err := app.Run([]string{"hw", "etcd-snapshot", "ls", "--config", file}); err != nil {
+		t.Fatal(err)
+	}
+	if got.DataDir != "/srv/hw" {
+		t.Errorf("data dir %q, want the config file's /srv/hw", got.DataDir)
+	}
+	if err := app.Run([]string{"hw", "etcd-snapshot", "ls", "--config", file, "--data-dir", "/flag"}); err != nil || got.DataDir != "/flag" {
+		t.Errorf("the flag must win over the file: %q, %v", got.DataDir, err)
+	}
+}

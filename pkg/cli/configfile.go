@@ -13,6 +13,12 @@ import (
 // given on the command line or in the environment. A key that is not a flag
 // of this command is an error naming it.
 func applyConfigFile(c *cli.Context, path string, explicit bool) error {
+	return applyConfigKeys(c, path, explicit, nil)
+}
+
+// applyConfigKeys is applyConfigFile for a command that shares the server's
+// file but only some of its keys (only): the others are skipped.
+func applyConfigKeys(c *cli.Context, path string, explicit bool, only map[string]bool) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && !explicit {
@@ -39,6 +45,9 @@ func applyConfigFile(c *cli.Context, path string, explicit bool) error {
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		key, value := root.Content[i].Value, root.Content[i+1]
+		if only != nil && !only[key] {
+			continue
+		}
 		if !known[key] || key == flagConfig {
 			return fmt.Errorf("config file %s line %d: unknown key %q (keys are the flag names of 'hw %s', e.g. node-ip)", path, root.Content[i].Line, key, c.Command.Name)
 		}

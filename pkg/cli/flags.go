@@ -43,6 +43,14 @@ const (
 	flagEtcdArg             = "etcd-arg"
 	flagKubeletArg          = "kubelet-arg"
 	flagKubeProxyArg        = "kube-proxy-arg"
+
+	flagSnapshotCron        = "etcd-snapshot-schedule-cron"
+	flagSnapshotRetention   = "etcd-snapshot-retention"
+	flagSnapshotName        = "etcd-snapshot-name"
+	flagSnapshotDir         = "etcd-snapshot-dir"
+	flagSnapshotDisable     = "etcd-disable-snapshots"
+	flagClusterReset        = "cluster-reset"
+	flagClusterResetRestore = "cluster-reset-restore-path"
 )
 
 // commonFlags are shared by `hw server` and `hw agent`; defaults come from
@@ -90,6 +98,13 @@ func serverFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: flagControllerArg, Usage: "extra KEY=VALUE argument for kube-controller-manager (repeatable)"},
 		&cli.StringSliceFlag{Name: flagSchedulerArg, Usage: "extra KEY=VALUE argument for kube-scheduler (repeatable)"},
 		&cli.StringSliceFlag{Name: flagEtcdArg, Usage: "extra KEY=VALUE setting for etcd (repeatable)"},
+		&cli.StringFlag{Name: flagSnapshotCron, Value: d.EtcdSnapshots.Cron, Usage: "when to take scheduled etcd snapshots, in cron format"},
+		&cli.IntFlag{Name: flagSnapshotRetention, Value: d.EtcdSnapshots.Retention, Usage: "how many scheduled snapshots of this node to keep"},
+		&cli.StringFlag{Name: flagSnapshotName, Value: d.EtcdSnapshots.Name, Usage: "first part of scheduled snapshots' file names"},
+		&cli.StringFlag{Name: flagSnapshotDir, Usage: "folder for etcd snapshots (default: <data-dir>/server/db/snapshots)"},
+		&cli.BoolFlag{Name: flagSnapshotDisable, Usage: "take no scheduled etcd snapshots"},
+		&cli.BoolFlag{Name: flagClusterReset, Usage: "make this server's etcd a single-member cluster (from --cluster-reset-restore-path when given), then exit"},
+		&cli.StringFlag{Name: flagClusterResetRestore, Usage: "with --cluster-reset: the snapshot file to restore"},
 	)
 }
 

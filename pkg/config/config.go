@@ -92,6 +92,41 @@ type Server struct {
 
 	// Extra arguments, KEY=VALUE, that override hw's own for one component.
 	ExtraArgs ExtraArgs
+
+	// EtcdSnapshots are the scheduled snapshots of the embedded etcd.
+	EtcdSnapshots EtcdSnapshots
+	// ClusterReset makes this server's etcd a single-member cluster, from
+	// ClusterResetRestorePath (a snapshot) when set, then exits.
+	ClusterReset            bool
+	ClusterResetRestorePath string
+}
+
+// EtcdSnapshots configures scheduled etcd snapshots.
+type EtcdSnapshots struct {
+	Disable bool
+	// Cron is a five-field cron schedule (minute hour day month weekday).
+	Cron string
+	// Retention is how many scheduled snapshots of this node to keep.
+	Retention int
+	// Name is the first part of the snapshots' file names.
+	Name string
+	// Dir holds the snapshots; empty: <data-dir>/server/db/snapshots.
+	Dir string
+}
+
+// Defaults of scheduled etcd snapshots, as k3s has them.
+const (
+	DefaultSnapshotCron      = "0 */12 * * *"
+	DefaultSnapshotRetention = 5
+	DefaultSnapshotName      = "etcd-snapshot"
+)
+
+// SnapshotDir is where this server keeps etcd snapshots.
+func (s *Server) SnapshotDir() string {
+	if s.EtcdSnapshots.Dir != "" {
+		return s.EtcdSnapshots.Dir
+	}
+	return s.Paths().Snapshots
 }
 
 // NewServer returns a Server with every default set: what `hw server` does
@@ -108,6 +143,11 @@ func NewServer() *Server {
 		FlannelBackend:      FlannelVXLAN,
 		WriteKubeconfig:     DefaultKubeconfigPath,
 		WriteKubeconfigMode: 0o600,
+		EtcdSnapshots: EtcdSnapshots{
+			Cron:      DefaultSnapshotCron,
+			Retention: DefaultSnapshotRetention,
+			Name:      DefaultSnapshotName,
+		},
 	}
 }
 
@@ -136,6 +176,7 @@ type Paths struct {
 	TLS       string // certificates and keys
 	Cred      string // kubeconfigs, encryption config and other secrets
 	Etcd      string // etcd's data
+	Snapshots string // etcd snapshots (pkg/snapshot)
 	Token     string // the join token
 	Manifests string // auto-deployed manifests (pkg/deploy)
 	Logs      string // audit log
@@ -175,6 +216,7 @@ func PathsFor(dataDir string) Paths {
 		TLS:       filepath.Join(server, "tls"),
 		Cred:      filepath.Join(server, "cred"),
 		Etcd:      filepath.Join(server, "db", "etcd"),
+		Snapshots: filepath.Join(server, "db", "snapshots"),
 		Token:     filepath.Join(server, "token"),
 		Manifests: filepath.Join(server, "manifests"),
 		Logs:      filepath.Join(server, "logs"),
@@ -274,12 +316,39 @@ func (s *Server) Validate() error {
 	if !slices.Contains(FlannelBackends, s.FlannelBackend) {
 		return fmt.Errorf("--flannel-backend %q is not one of %s", s.FlannelBackend, strings.Join(FlannelBackends, ", "))
 	}
+	if err := s.EtcdSnapshots.validate(); err != nil {
+		return err
+	}
+	if s.ClusterResetRestorePath != "" && !s.ClusterReset {
+		return fmt.Errorf("--cluster-reset-restore-path needs --cluster-reset")
+	}
 	for _, d := range s.Disable {
 		if !slices.Contains(AddOns, d) {
 			return fmt.Errorf("--disable %q is not a packaged add-on; choose from %s", d, strings.Join(AddOns, ", "))
 		}
 	}
 	return validateNode(s.NodeName, s.Snapshotter, s.ExtraArgs)
+}
+
+func (e EtcdSnapshots) validate() error {
+	if e.Retention < 1 {
+		return fmt.Errorf("--etcd-snapshot-retention %d: keep at least 1 snapshot", e.Retention)
+	}
+	if err := ValidateSnapshotName(e.Name); err != nil {
+		return fmt.Errorf("--etcd-snapshot-name %q: %v", e.Name, err)
+	}
+	if e.Dir != "" && !filepath.IsAbs(e.Dir) {
+		return fmt.Errorf("--etcd-snapshot-dir %q must be an absolute path", e.Dir)
+	}
+	return nil
+}
+
+// ValidateSnapshotName checks a snapshot name: it starts file names.
+func ValidateSnapshotName(name string) error {
+	if name == "" || strings.ContainsAny(name, "/\\") || strings.HasPrefix(name, ".") {
+		return fmt.Errorf("want a name like etcd-snapshot: no slashes, not starting with a dot")
+	}
+	return nil
 }
 
 // validateNode checks what servers and agents share: the node's name, its

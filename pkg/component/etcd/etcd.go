@@ -33,7 +33,10 @@ type Config struct {
 	PeerCA, PeerCert, PeerKey string
 	// ExtraArgs are the user's --etcd-arg KEY=VALUE settings.
 	ExtraArgs []string
-	Debug     bool
+	// ForceNewCluster makes the existing data a single-member cluster of
+	// this member (--cluster-reset without a snapshot).
+	ForceNewCluster bool
+	Debug           bool
 }
 
 // managedFlags are set by hw from its own flags; overriding them through
@@ -97,6 +100,7 @@ func (e *Etcd) EmbedConfig() (*embed.Config, error) {
 	ec.AdvertisePeerUrls = []url.URL{*peer}
 	ec.InitialCluster = fmt.Sprintf("%s=%s", c.Name, peer)
 	ec.ClusterState = embed.ClusterStateFlagNew
+	ec.ForceNewCluster = c.ForceNewCluster
 	ec.ClientTLSInfo.CertFile = c.ServerCert
 	ec.ClientTLSInfo.KeyFile = c.ServerKey
 	ec.ClientTLSInfo.TrustedCAFile = c.ServerCA
