@@ -47,7 +47,7 @@ func (s *server) resetPlan() lifecycle.Plan {
 			lifecycle.Phase("etcd-data", s.checkEtcdData),
 			lifecycle.Start(etcd.New(cfg)),
 			lifecycle.Phase("reset-done", func(ctx context.Context) error {
-				klog.FromContext(ctx).Info("Cluster reset: etcd is now a single-member cluster of this server, with its data kept. Start 'hw server' without --cluster-reset; other servers must rejoin (see docs: Backup and restore).",
+				klog.FromContext(ctx).Info("Cluster reset: etcd is now a single-member cluster of this server, with its data kept. Start 'hw server' without --cluster-reset to run it.",
 					"member", s.cfg.NodeName)
 				return nil
 			}))
@@ -77,14 +77,9 @@ func (s *server) checkEtcdData(ctx context.Context) error {
 // restoreSnapshot restores --cluster-reset-restore-path: a file, or the
 // name of a snapshot in the snapshot folder.
 func (s *server) restoreSnapshot(ctx context.Context) error {
-	path := s.cfg.ClusterResetRestorePath
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && filepath.Base(path) == path {
-		if named := filepath.Join(s.cfg.SnapshotDir(), path); fileExists(named) {
-			path = named
-		}
-	}
-	if !fileExists(path) {
-		return fmt.Errorf("--cluster-reset-restore-path %s: no such file, nor a snapshot of that name in %s (see 'hw etcd-snapshot ls')", s.cfg.ClusterResetRestorePath, s.cfg.SnapshotDir())
+	path, err := s.findSnapshot(ctx, s.cfg.ClusterResetRestorePath)
+	if err != nil {
+		return err
 	}
 	moved, err := snapshot.Restore(snapshot.RestoreConfig{
 		Snapshot: path, EtcdDir: s.paths.Etcd, Member: s.cfg.NodeName, PeerURL: s.etcdPeerURL(),
@@ -96,9 +91,39 @@ func (s *server) restoreSnapshot(ctx context.Context) error {
 	if moved != "" {
 		log.Info("The etcd data before the restore is kept", "dir", moved)
 	}
-	log.Info("Cluster reset: etcd restored from the snapshot as a single-member cluster. Start 'hw server' without --cluster-reset; other servers must rejoin (see docs: Backup and restore).",
+	log.Info("Cluster reset: etcd restored from the snapshot as a single-member cluster. Start 'hw server' without --cluster-reset to run it.",
 		"snapshot", path)
 	return nil
+}
+
+// findSnapshot is the local file of the snapshot given: a file, a name in
+// the snapshot folder, or a name in S3 (downloaded into the folder).
+func (s *server) findSnapshot(ctx context.Context, given string) (string, error) {
+	if fileExists(given) {
+		return given, nil
+	}
+	if _, err := os.Stat(given); !errors.Is(err, fs.ErrNotExist) || filepath.Base(given) != given {
+		return "", fmt.Errorf("--cluster-reset-restore-path %s: not a snapshot file", given)
+	}
+	if named := filepath.Join(s.cfg.SnapshotDir(), given); fileExists(named) {
+		return named, nil
+	}
+	where := s.cfg.SnapshotDir()
+	if s3cfg := s.cfg.EtcdSnapshots.S3; s3cfg != nil {
+		store, err := snapshot.NewS3(ctx, *s3cfg)
+		if err != nil {
+			return "", err
+		}
+		if store.Has(ctx, given) {
+			path, err := store.Download(ctx, given, s.cfg.SnapshotDir())
+			if err == nil {
+				klog.FromContext(ctx).Info("Downloaded the snapshot from S3", "name", given, "file", path)
+			}
+			return path, err
+		}
+		where += " nor in S3"
+	}
+	return "", fmt.Errorf("--cluster-reset-restore-path %s: no such file, nor a snapshot of that name in %s (see 'hw etcd-snapshot ls')", given, where)
 }
 
 func fileExists(path string) bool {

@@ -154,6 +154,7 @@ func (s *server) plan() lifecycle.Plan {
 			TLSDir:    s.paths.TLS,
 			Port:      config.EtcdClientPort,
 			Clients:   s.admin,
+			S3:        s.cfg.EtcdSnapshots.S3,
 		})))
 	}
 	steps = append(steps, s.node.steps()...)

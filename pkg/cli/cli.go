@@ -38,6 +38,8 @@ type SnapshotRequest struct {
 	Name      string
 	Names     []string
 	Retention int
+	// S3 is --etcd-s3's store; nil: local snapshots only.
+	S3 *config.EtcdS3
 }
 
 // TokenRequest is one `hw token` command.
@@ -222,6 +224,9 @@ func ServerConfig(c *cli.Context) (*config.Server, error) {
 		Name:      c.String(flagSnapshotName),
 		Dir:       c.String(flagSnapshotDir),
 	}
+	if s.EtcdSnapshots.S3, err = s3Config(c); err != nil {
+		return nil, err
+	}
 	s.ClusterReset, s.ClusterResetRestorePath = c.Bool(flagClusterReset), c.String(flagClusterResetRestore)
 	mode, err := strconv.ParseUint(c.String(flagWriteKubeconfigMode), 8, 32)
 	if err != nil || mode > 0o777 {
@@ -351,6 +356,10 @@ func snapshotCommand(a Actions) *cli.Command {
 		return func(c *cli.Context) error {
 			req := SnapshotRequest{Op: op, DataDir: c.String(flagDataDir), Dir: c.String(flagSnapshotDir), Name: c.String("name"),
 				Names: c.Args().Slice(), Retention: c.Int("snapshot-retention")}
+			var err error
+			if req.S3, err = s3Config(c); err != nil {
+				return err
+			}
 			if op == "delete" && len(req.Names) == 0 {
 				return fmt.Errorf("hw etcd-snapshot delete needs the name of a snapshot (see 'hw etcd-snapshot ls')")
 			}
@@ -374,25 +383,29 @@ func snapshotCommand(a Actions) *cli.Command {
 		}
 	}
 	configFile := &cli.StringFlag{Name: flagConfig, Aliases: []string{"c"}, EnvVars: []string{"HW_CONFIG_FILE"}, Value: config.DefaultConfigFile,
-		Usage: "the server's config file: its data-dir and etcd-snapshot-dir apply"}
+		Usage: "the server's config file: its data-dir, etcd-snapshot-dir and etcd-s3… keys apply"}
 	// The server's config file says where its data is; its other keys are
 	// the server's business.
+	shared := map[string]bool{flagDataDir: true, flagSnapshotDir: true}
+	for _, f := range s3Flags() {
+		shared[f.Names()[0]] = true
+	}
 	before := func(c *cli.Context) error {
-		return applyConfigKeys(c, c.String(flagConfig), c.IsSet(flagConfig), map[string]bool{flagDataDir: true, flagSnapshotDir: true})
+		return applyConfigKeys(c, c.String(flagConfig), c.IsSet(flagConfig), shared)
 	}
 	return &cli.Command{
 		Name:  "etcd-snapshot",
 		Usage: "save, list, delete and prune snapshots of a server's etcd",
 		Subcommands: []*cli.Command{
 			{Name: "save", Usage: "save a snapshot now", OnUsageError: usageError,
-				Flags: []cli.Flag{configFile, dataDir, dir, name("first part of the file name: NAME-<node>-<unix time>")}, Before: before, Action: run("save")},
+				Flags: append([]cli.Flag{configFile, dataDir, dir, name("first part of the file name: NAME-<node>-<unix time>")}, s3Flags()...), Before: before, Action: run("save")},
 			{Name: "ls", Aliases: []string{"list"}, Usage: "list snapshots", OnUsageError: usageError,
-				Flags: []cli.Flag{configFile, dataDir, dir}, Before: before, Action: run("ls")},
+				Flags: append([]cli.Flag{configFile, dataDir, dir}, s3Flags()...), Before: before, Action: run("ls")},
 			{Name: "delete", Usage: "delete snapshots by name", ArgsUsage: "NAME...", OnUsageError: usageError,
-				Flags: []cli.Flag{configFile, dataDir, dir}, Before: before, Action: run("delete")},
+				Flags: append([]cli.Flag{configFile, dataDir, dir}, s3Flags()...), Before: before, Action: run("delete")},
 			{Name: "prune", Usage: "keep the newest snapshots of one name, delete older ones", OnUsageError: usageError,
-				Flags: []cli.Flag{configFile, dataDir, dir, name("which snapshots: those called NAME-<node>-…"),
-					&cli.IntFlag{Name: "snapshot-retention", Value: config.DefaultSnapshotRetention, Usage: "how many to keep"}},
+				Flags: append([]cli.Flag{configFile, dataDir, dir, name("which snapshots: those called NAME-<node>-…"),
+					&cli.IntFlag{Name: "snapshot-retention", Value: config.DefaultSnapshotRetention, Usage: "how many to keep"}}, s3Flags()...),
 				Before: before, Action: run("prune")},
 		},
 	}

@@ -49,6 +49,15 @@ const (
 	flagSnapshotName        = "etcd-snapshot-name"
 	flagSnapshotDir         = "etcd-snapshot-dir"
 	flagSnapshotDisable     = "etcd-disable-snapshots"
+	flagS3                  = "etcd-s3"
+	flagS3Endpoint          = "etcd-s3-endpoint"
+	flagS3EndpointCA        = "etcd-s3-endpoint-ca"
+	flagS3Bucket            = "etcd-s3-bucket"
+	flagS3Folder            = "etcd-s3-folder"
+	flagS3Region            = "etcd-s3-region"
+	flagS3AccessKey         = "etcd-s3-access-key"
+	flagS3SecretKey         = "etcd-s3-secret-key"
+	flagS3Insecure          = "etcd-s3-insecure"
 	flagClusterReset        = "cluster-reset"
 	flagClusterResetRestore = "cluster-reset-restore-path"
 )
@@ -76,7 +85,7 @@ func commonFlags() []cli.Flag {
 // serverFlags are `hw server`'s flags, with config.NewServer's defaults.
 func serverFlags() []cli.Flag {
 	d := config.NewServer()
-	return append(commonFlags(),
+	return append(append(commonFlags(),
 		&cli.StringFlag{Name: flagToken, Aliases: []string{"t"}, EnvVars: []string{"HW_TOKEN"}, Usage: "join secret (default: random, written to <data-dir>/server/token)"},
 		&cli.StringFlag{Name: flagTokenFile, EnvVars: []string{"HW_TOKEN_FILE"}, Usage: "read --token from this file"},
 		&cli.StringFlag{Name: flagBindAddress, Value: d.BindAddress.String(), Usage: "address kube-apiserver listens on"},
@@ -104,8 +113,8 @@ func serverFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagSnapshotDir, Usage: "folder for etcd snapshots (default: <data-dir>/server/db/snapshots)"},
 		&cli.BoolFlag{Name: flagSnapshotDisable, Usage: "take no scheduled etcd snapshots"},
 		&cli.BoolFlag{Name: flagClusterReset, Usage: "make this server's etcd a single-member cluster (from --cluster-reset-restore-path when given), then exit"},
-		&cli.StringFlag{Name: flagClusterResetRestore, Usage: "with --cluster-reset: the snapshot file to restore"},
-	)
+		&cli.StringFlag{Name: flagClusterResetRestore, Usage: "with --cluster-reset: the snapshot to restore, a file or a snapshot's name (local, or in S3 with --etcd-s3)"},
+	), s3Flags()...)
 }
 
 // agentFlags are `hw agent`'s flags.
@@ -115,4 +124,38 @@ func agentFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagToken, Aliases: []string{"t"}, EnvVars: []string{"HW_TOKEN"}, Usage: "join token, from <data-dir>/server/token on the server"},
 		&cli.StringFlag{Name: flagTokenFile, EnvVars: []string{"HW_TOKEN_FILE"}, Usage: "read --token from this file"},
 	)
+}
+
+// s3Flags choose an S3-compatible store for etcd snapshots; `hw server` and
+// `hw etcd-snapshot` take the same ones.
+func s3Flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: flagS3, Usage: "copy etcd snapshots to S3 too"},
+		&cli.StringFlag{Name: flagS3Endpoint, Value: config.DefaultS3Endpoint, Usage: "S3 endpoint, HOST[:PORT]"},
+		&cli.StringFlag{Name: flagS3EndpointCA, Usage: "PEM file of CAs to trust for the S3 endpoint"},
+		&cli.StringFlag{Name: flagS3Bucket, Usage: "S3 bucket for etcd snapshots"},
+		&cli.StringFlag{Name: flagS3Folder, Usage: "folder in the S3 bucket"},
+		&cli.StringFlag{Name: flagS3Region, Value: config.DefaultS3Region, Usage: "S3 region"},
+		&cli.StringFlag{Name: flagS3AccessKey, EnvVars: []string{"AWS_ACCESS_KEY_ID"}, Usage: "S3 access key"},
+		&cli.StringFlag{Name: flagS3SecretKey, EnvVars: []string{"AWS_SECRET_ACCESS_KEY"}, Usage: "S3 secret key"},
+		&cli.BoolFlag{Name: flagS3Insecure, Usage: "talk to S3 over plain HTTP"},
+	}
+}
+
+// s3Config is the S3 store the flags choose; nil without --etcd-s3.
+func s3Config(c *cli.Context) (*config.EtcdS3, error) {
+	if !c.Bool(flagS3) {
+		return nil, nil
+	}
+	s3 := &config.EtcdS3{
+		Endpoint:   c.String(flagS3Endpoint),
+		EndpointCA: c.String(flagS3EndpointCA),
+		Bucket:     c.String(flagS3Bucket),
+		Folder:     c.String(flagS3Folder),
+		Region:     c.String(flagS3Region),
+		AccessKey:  c.String(flagS3AccessKey),
+		SecretKey:  c.String(flagS3SecretKey),
+		Insecure:   c.Bool(flagS3Insecure),
+	}
+	return s3, s3.Validate()
 }

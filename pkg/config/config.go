@@ -112,6 +112,44 @@ type EtcdSnapshots struct {
 	Name string
 	// Dir holds the snapshots; empty: <data-dir>/server/db/snapshots.
 	Dir string
+	// S3, when set, receives a copy of every snapshot.
+	S3 *EtcdS3
+}
+
+// EtcdS3 is an S3-compatible store for etcd snapshots (--etcd-s3…).
+type EtcdS3 struct {
+	// Endpoint is HOST[:PORT], without a scheme.
+	Endpoint string
+	Bucket   string
+	// Folder is a prefix of the snapshots' object names, without slashes at
+	// either end; empty: the bucket's top.
+	Folder               string
+	Region               string
+	AccessKey, SecretKey string
+	// Insecure talks plain HTTP; EndpointCA is a PEM file of CAs to trust
+	// for the endpoint's certificate besides the system's.
+	Insecure   bool
+	EndpointCA string
+}
+
+// Defaults of the S3 flags, as k3s has them.
+const (
+	DefaultS3Endpoint = "s3.amazonaws.com"
+	DefaultS3Region   = "us-east-1"
+)
+
+// Validate checks an S3 store's settings, naming the flag to fix.
+func (s *EtcdS3) Validate() error {
+	if s.Bucket == "" {
+		return fmt.Errorf("--etcd-s3 needs --etcd-s3-bucket")
+	}
+	if s.Endpoint == "" || strings.Contains(s.Endpoint, "://") || strings.Contains(s.Endpoint, "/") {
+		return fmt.Errorf("--etcd-s3-endpoint %q: want HOST or HOST:PORT, without http:// (use --etcd-s3-insecure for plain HTTP)", s.Endpoint)
+	}
+	if s.AccessKey == "" || s.SecretKey == "" {
+		return fmt.Errorf("--etcd-s3 needs --etcd-s3-access-key and --etcd-s3-secret-key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
+	}
+	return nil
 }
 
 // Defaults of scheduled etcd snapshots, as k3s has them.
@@ -339,6 +377,9 @@ func (e EtcdSnapshots) validate() error {
 	}
 	if e.Dir != "" && !filepath.IsAbs(e.Dir) {
 		return fmt.Errorf("--etcd-snapshot-dir %q must be an absolute path", e.Dir)
+	}
+	if e.S3 != nil {
+		return e.S3.Validate()
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 )
@@ -29,6 +30,8 @@ type ScheduleConfig struct {
 	Port   int
 	// Clients record each snapshot as an Event on the Node.
 	Clients *kubeclient.Shared
+	// S3, when set, gets a copy of each snapshot; retention applies there too.
+	S3 *config.EtcdS3
 }
 
 // Schedule takes a snapshot at each time of its schedule, keeps the newest
@@ -102,12 +105,36 @@ func (s *Schedule) Start(ctx context.Context) error {
 			if err != nil {
 				log.Error(err, "Pruning scheduled etcd snapshots")
 			}
+			if s.cfg.S3 != nil {
+				more, err := s.upload(ctx, info)
+				if err != nil {
+					log.Error(err, "Uploading the scheduled etcd snapshot; it is kept locally", "file", info.Path)
+					recorder.Eventf(node, corev1.EventTypeWarning, "EtcdSnapshotUploadFailed", "etcd snapshot %s kept at %s, not in S3: %v", info.Name, info.Path, err)
+				} else {
+					log.Info("Uploaded scheduled etcd snapshot to S3", "name", info.Name)
+				}
+				removed = append(removed, more...)
+			}
 			for _, name := range removed {
 				log.Info("Removed an old scheduled etcd snapshot", "name", name, "retention", s.cfg.Retention)
 			}
 		}
 	})
 	return nil
+}
+
+// upload copies info to S3 and prunes the scheduled snapshots there. It
+// connects each time: a store that was away at one snapshot may be back at
+// the next.
+func (s *Schedule) upload(ctx context.Context, info Info) (removed []string, err error) {
+	store, err := NewS3(ctx, *s.cfg.S3)
+	if err != nil {
+		return nil, err
+	}
+	if err := store.Upload(ctx, info); err != nil {
+		return nil, err
+	}
+	return store.Prune(ctx, s.cfg.Name, s.cfg.Node, s.cfg.Retention)
 }
 
 // Ready does not wait: the first snapshot is due at the next scheduled time.

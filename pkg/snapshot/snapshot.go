@@ -27,10 +27,13 @@ import (
 // Info is one snapshot file.
 type Info struct {
 	// Name is the file's name: <name>-<node>-<unix time>.
-	Name  string
-	Path  string
-	Size  int64
-	Taken time.Time
+	Name string
+	// Path is the local file; empty for a snapshot only in S3.
+	Path string
+	// Location is where the snapshot is, as a URL: file:///… or s3://….
+	Location string
+	Size     int64
+	Taken    time.Time
 }
 
 // FileName is the file a snapshot called name, of node, taken at t, goes to.
@@ -104,7 +107,7 @@ func Save(ctx context.Context, e Etcd, dir, name, node string, now time.Time) (I
 	if err != nil {
 		return Info{}, err
 	}
-	return Info{Name: filepath.Base(path), Path: path, Size: st.Size(), Taken: now}, nil
+	return localInfo(path, st.Size(), now), nil
 }
 
 // List returns the snapshots in dir, oldest first. A missing folder has none.
@@ -129,15 +132,40 @@ func List(dir string) ([]Info, error) {
 		if err != nil {
 			continue
 		}
-		out = append(out, Info{Name: e.Name(), Path: filepath.Join(dir, e.Name()), Size: st.Size(), Taken: taken})
+		out = append(out, localInfo(filepath.Join(dir, e.Name()), st.Size(), taken))
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Taken.Equal(out[j].Taken) {
-			return out[i].Taken.Before(out[j].Taken)
-		}
-		return out[i].Name < out[j].Name
-	})
+	sortByTime(out)
 	return out, nil
+}
+
+func localInfo(path string, size int64, taken time.Time) Info {
+	return Info{Name: filepath.Base(path), Path: path, Location: "file://" + path, Size: size, Taken: taken}
+}
+
+// sortByTime sorts snapshots oldest first.
+func sortByTime(list []Info) {
+	sort.Slice(list, func(i, j int) bool {
+		if !list[i].Taken.Equal(list[j].Taken) {
+			return list[i].Taken.Before(list[j].Taken)
+		}
+		return list[i].Name < list[j].Name
+	})
+}
+
+// beyondRetention are the snapshots called name of node in list (oldest
+// first) that are older than the newest keep.
+func beyondRetention(list []Info, name, node string, keep int) []Info {
+	prefix := name + "-" + node + "-"
+	var mine []Info
+	for _, s := range list {
+		if rest, ok := strings.CutPrefix(s.Name, prefix); ok && !strings.Contains(rest, "-") {
+			mine = append(mine, s)
+		}
+	}
+	if len(mine) <= keep {
+		return nil
+	}
+	return mine[:len(mine)-keep]
 }
 
 // Delete removes the named snapshots from dir. A name that is not a
@@ -174,20 +202,12 @@ func Prune(dir, name, node string, keep int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	prefix := name + "-" + node + "-"
-	var mine []Info
-	for _, s := range all {
-		if rest, ok := strings.CutPrefix(s.Name, prefix); ok && !strings.Contains(rest, "-") {
-			mine = append(mine, s)
-		}
-	}
 	var removed []string
-	for len(mine) > keep {
-		if err := os.Remove(mine[0].Path); err != nil {
+	for _, s := range beyondRetention(all, name, node, keep) {
+		if err := os.Remove(s.Path); err != nil {
 			return removed, err
 		}
-		removed = append(removed, mine[0].Name)
-		mine = mine[1:]
+		removed = append(removed, s.Name)
 	}
 	return removed, nil
 }

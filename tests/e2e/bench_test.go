@@ -14,7 +14,7 @@ package e2e
 // image its nodes already have, which runs `sleep`-like forever when given
 // BENCH_IMAGE_ARGS). Warm start and agent join are then not measured.
 //
-// BENCH_ONLY=start,footprint,pods,api,join,size measures only those parts
+// BENCH_ONLY=start,footprint,pods,api,join,snapshot,size measures only those parts
 // (and writes docs/benchmarks.md only if BENCH_OUT says where). hw runs with
 // --enable-pprof, and CPU and heap profiles of the first run of each part are
 // saved in BENCH_PROFILES (default build/bench) for `go tool pprof`.
@@ -303,9 +303,59 @@ func benchHW(t *testing.T, r *report) {
 	if measuring("join") {
 		agentJoin(t, r, netw, server)
 	}
+	if measuring("snapshot") {
+		snapshotTimes(t, r, netw)
+	}
 	if measuring("size") {
 		size(t, r, hwBinary(t))
 	}
+}
+
+// snapshotTimes measures `hw etcd-snapshot save` and a restore with
+// `hw server --cluster-reset --cluster-reset-restore-path` on a server
+// holding 1,000 ConfigMaps of 1 KiB, on a node of its own.
+func snapshotTimes(t *testing.T, r *report, netw *network) {
+	node := newHWNode(t, netw.addNode(t, "snapshots"))
+	p := node.server(t, "--etcd-disable-snapshots")
+	node.waitReady(t, p, 4*time.Minute)
+	client := node.client(t)
+	value := strings.Repeat("x", 1024)
+	for i := range 1000 {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%04d", i)}, Data: map[string]string{"v": value}}
+		if _, err := client.CoreV1().ConfigMaps("default").Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var saves, restores, sizes []float64
+	var last string
+	for i := range benchRuns {
+		begin := time.Now()
+		out, err := node.hwCommand(t, "etcd-snapshot", "save", "--data-dir", node.dataDir, "--name", fmt.Sprintf("bench%d", i))
+		if err != nil {
+			t.Fatalf("save: %v\n%s", err, out)
+		}
+		saves = append(saves, time.Since(begin).Seconds())
+		last = strings.Fields(strings.TrimPrefix(out, "Saved snapshot "))[0]
+		st, err := os.Stat(filepath.Join(node.dataDir, "server", "db", "snapshots", last))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, float64(st.Size())/(1<<20))
+	}
+	p.stop(t, 2*time.Minute)
+	for range benchRuns {
+		begin := time.Now()
+		reset := node.server(t, "--cluster-reset", "--cluster-reset-restore-path", last)
+		<-reset.exited
+		if reset.err != nil {
+			t.Fatalf("restore: %v\n%s", reset.err, tail(reset.logPath, 20))
+		}
+		restores = append(restores, time.Since(begin).Seconds())
+	}
+	const section = "etcd snapshots (1,000 ConfigMaps of 1 KiB)"
+	r.add(section, "hw etcd-snapshot save", "s", "", saves...)
+	r.add(section, "snapshot size", "MiB", "", sizes...)
+	r.add(section, "hw server --cluster-reset --cluster-reset-restore-path (process start → exit)", "s", "", restores...)
 }
 
 // profiler saves profiles from hw's --enable-pprof port, in the background.

@@ -54,16 +54,34 @@ func treeSum(t *testing.T, dir string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// clusterReset runs `hw server --cluster-reset ARGS...` and waits for it to
+// succeed.
+func clusterReset(t *testing.T, node *hwNode, args ...string) {
+	t.Helper()
+	r := node.server(t, append([]string{"--cluster-reset"}, args...)...)
+	select {
+	case <-r.exited:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("hw server --cluster-reset did not exit")
+	}
+	if r.err != nil {
+		t.Fatalf("hw server --cluster-reset %s: %v\n%s", strings.Join(args, " "), r.err, tail(r.logPath, 20))
+	}
+}
+
 // TestEtcdSnapshots saves, lists, deletes and prunes snapshots of a running
-// server, checks scheduled snapshots and their retention, refuses a
-// truncated snapshot without touching the data, and restores a snapshot:
-// what was deleted after it is back, what was made after it is gone, and
-// the node and its pods run.
+// server, checks scheduled snapshots and their retention, locally and in an
+// S3 store on the test network, refuses a truncated snapshot without
+// touching the data, and restores a snapshot by name from S3: what was
+// deleted after it is back, what was made after it is gone, and the node and
+// its pods run.
 func TestEtcdSnapshots(t *testing.T) {
 	netw := newNetwork(t)
 	node := newHWNode(t, netw.addNode(t, "snap"))
 	writeWebappImage(t, filepath.Join(node.dataDir, "agent", "images", "webapp.tar"))
-	schedule := []string{"--etcd-snapshot-schedule-cron", "* * * * *", "--etcd-snapshot-retention", "2"}
+	s3 := []string{"--etcd-s3", "--etcd-s3-endpoint", netw.serveS3(t, "backups"), "--etcd-s3-insecure",
+		"--etcd-s3-bucket", "backups", "--etcd-s3-folder", "cluster-a", "--etcd-s3-access-key", "e2e", "--etcd-s3-secret-key", "e2e-secret"}
+	schedule := append([]string{"--etcd-snapshot-schedule-cron", "* * * * *", "--etcd-snapshot-retention", "2"}, s3...)
 	p := node.server(t, schedule...)
 	node.waitNodeReady(t, p, 3*time.Minute)
 	client := node.client(t)
@@ -134,6 +152,22 @@ func TestEtcdSnapshots(t *testing.T) {
 		}
 	})
 
+	t.Run("S3 upload and list", func(t *testing.T) {
+		out := snap(t, "save", append([]string{"--name", "to-s3"}, s3...)...)
+		m := saved.FindStringSubmatch(out)
+		if m == nil || !strings.Contains(out, "Uploaded snapshot "+m[1]+" to S3") {
+			t.Fatalf("save with --etcd-s3 printed %q, want it saved and uploaded", out)
+		}
+		ls := snap(t, "ls", s3...)
+		if !strings.Contains(ls, "s3://backups/cluster-a/"+m[1]) || !strings.Contains(ls, "file://"+filepath.Join(snapDir, m[1])) {
+			t.Errorf("ls --etcd-s3 does not list %s both locally and in S3:\n%s", m[1], ls)
+		}
+		snap(t, "delete", append(s3, m[1])...)
+		if ls := snap(t, "ls", s3...); strings.Contains(ls, m[1]) {
+			t.Errorf("deleted snapshot still listed:\n%s", ls)
+		}
+	})
+
 	// What the snapshot holds, then changes made after it.
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kept"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -141,7 +175,7 @@ func TestEtcdSnapshots(t *testing.T) {
 	if _, err := client.CoreV1().ConfigMaps("kept").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: map[string]string{"colour": "green"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	before := saved.FindStringSubmatch(snap(t, "save", "--name", "before"))[1]
+	before := saved.FindStringSubmatch(snap(t, "save", append([]string{"--name", "before"}, s3...)...))[1]
 	if err := client.CoreV1().Namespaces().Delete(ctx, "kept", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -165,9 +199,19 @@ func TestEtcdSnapshots(t *testing.T) {
 			}
 			return nil
 		})
-		ls := snap(t, "ls")
-		if n := strings.Count(ls, "\netcd-snapshot-snap-"); n != 2 {
-			t.Errorf("%d scheduled snapshots kept, want 2:\n%s", n, ls)
+		ls := snap(t, "ls", s3...)
+		var local, remote int
+		for _, line := range strings.Split(ls, "\n") {
+			if strings.HasPrefix(line, "etcd-snapshot-snap-") {
+				if strings.Contains(line, "s3://") {
+					remote++
+				} else {
+					local++
+				}
+			}
+		}
+		if local != 2 || remote != 2 {
+			t.Errorf("%d local and %d S3 scheduled snapshots kept, want 2 of each:\n%s", local, remote, ls)
 		}
 	})
 
@@ -176,7 +220,7 @@ func TestEtcdSnapshots(t *testing.T) {
 	}
 	etcdDir := filepath.Join(node.dataDir, "server", "db", "etcd")
 
-	t.Run("truncated snapshot refused", func(t *testing.T) {
+	t.Run("truncated or unknown snapshot refused", func(t *testing.T) {
 		whole, err := os.ReadFile(filepath.Join(snapDir, before))
 		if err != nil {
 			t.Fatal(err)
@@ -186,30 +230,28 @@ func TestEtcdSnapshots(t *testing.T) {
 			t.Fatal(err)
 		}
 		sum := treeSum(t, filepath.Dir(etcdDir))
-		r := node.server(t, "--cluster-reset", "--cluster-reset-restore-path", truncated)
-		<-r.exited
-		var exit *exec.ExitError
-		if !errors.As(r.err, &exit) || exit.ExitCode() != 1 {
-			t.Errorf("restore of a truncated snapshot: %v, want exit status 1", r.err)
-		}
-		if log, _ := os.ReadFile(r.logPath); !strings.Contains(string(log), "cannot be restored") {
-			t.Errorf("no clear refusal in the log:\n%s", tail(r.logPath, 10))
-		}
-		if treeSum(t, filepath.Dir(etcdDir)) != sum {
-			t.Error("a refused restore changed the etcd data")
+		for path, refusal := range map[string]string{truncated: "cannot be restored", "no-such-snapshot": "nor in S3"} {
+			r := node.server(t, append([]string{"--cluster-reset", "--cluster-reset-restore-path", path}, s3...)...)
+			<-r.exited
+			var exit *exec.ExitError
+			if !errors.As(r.err, &exit) || exit.ExitCode() != 1 {
+				t.Errorf("restore of %s: %v, want exit status 1", path, r.err)
+			}
+			if log, _ := os.ReadFile(r.logPath); !strings.Contains(string(log), refusal) {
+				t.Errorf("restore of %s: no clear refusal (%q) in the log:\n%s", path, refusal, tail(r.logPath, 10))
+			}
+			if treeSum(t, filepath.Dir(etcdDir)) != sum {
+				t.Errorf("a refused restore of %s changed the etcd data", path)
+			}
 		}
 	})
 
-	t.Run("restore", func(t *testing.T) {
-		r := node.server(t, "--cluster-reset", "--cluster-reset-restore-path", before)
-		select {
-		case <-r.exited:
-		case <-time.After(3 * time.Minute):
-			t.Fatal("hw server --cluster-reset did not exit")
+	t.Run("restore by name from S3, then reset without a snapshot", func(t *testing.T) {
+		// Only S3 has it now, as after the loss of the machine's disk.
+		if err := os.Remove(filepath.Join(snapDir, before)); err != nil {
+			t.Fatal(err)
 		}
-		if r.err != nil {
-			t.Fatalf("restore: %v\n%s", r.err, tail(r.logPath, 20))
-		}
+		clusterReset(t, node, append([]string{"--cluster-reset-restore-path", before}, s3...)...)
 		moved, _ := filepath.Glob(etcdDir + "-old-*")
 		if len(moved) != 1 {
 			t.Errorf("the etcd data before the restore is not kept aside: %v", moved)
@@ -228,5 +270,17 @@ func TestEtcdSnapshots(t *testing.T) {
 			t.Errorf("namespace later, made after the snapshot, exists after the restore: %v", err)
 		}
 		runningPods(t, client, "default", "app=keeper", 1)
+
+		// --cluster-reset without a snapshot keeps the data. (In this subtest:
+		// the server it started ends with it.)
+		if err := p.stop(t, 2*time.Minute); err != nil {
+			t.Fatalf("hw did not stop cleanly: %v", err)
+		}
+		clusterReset(t, node)
+		p = node.server(t, schedule...)
+		node.waitNodeReady(t, p, 3*time.Minute)
+		if _, err := node.client(t).CoreV1().ConfigMaps("kept").Get(ctx, "settings", metav1.GetOptions{}); err != nil {
+			t.Errorf("data lost by --cluster-reset: %v", err)
+		}
 	})
 }

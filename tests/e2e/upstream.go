@@ -5,10 +5,14 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
@@ -47,8 +51,19 @@ func (n *network) serveDNS(t *testing.T, answers map[string]string) {
 
 // listenUDPIn opens a UDP socket inside a network namespace (see dial).
 func listenUDPIn(netns, addr string) (net.PacketConn, error) {
+	return inNetns(netns, func() (net.PacketConn, error) { return net.ListenPacket("udp", addr) })
+}
+
+// listenTCPIn opens a TCP listener inside a network namespace (see dial).
+func listenTCPIn(netns, addr string) (net.Listener, error) {
+	return inNetns(netns, func() (net.Listener, error) { return net.Listen("tcp", addr) })
+}
+
+// inNetns runs open on an OS thread moved into the network namespace; a
+// socket stays in the namespace it was made in, whichever thread uses it.
+func inNetns[T any](netns string, open func() (T, error)) (T, error) {
 	type result struct {
-		pc  net.PacketConn
+		v   T
 		err error
 	}
 	ch := make(chan result, 1)
@@ -64,9 +79,29 @@ func listenUDPIn(netns, addr string) (net.PacketConn, error) {
 			ch <- result{err: fmt.Errorf("setns %s: %w", netns, err)}
 			return
 		}
-		pc, err := net.ListenPacket("udp", addr)
-		ch <- result{pc, err}
+		v, err := open()
+		ch <- result{v, err}
 	}()
 	r := <-ch
-	return r.pc, r.err
+	return r.v, r.err
+}
+
+// serveS3 runs an S3-compatible store (in memory) on the network's resolver
+// address, port 9000, inside the hub's namespace, with the bucket named: a
+// stand-in for a backup server on the site's network. It returns HOST:PORT.
+func (n *network) serveS3(t *testing.T, bucket string) string {
+	t.Helper()
+	addr := net.JoinHostPort(n.resolverIP(), "9000")
+	ln, err := listenTCPIn(n.hub, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := s3mem.New()
+	if err := backend.CreateBucket(bucket); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: gofakes3.New(backend).Server(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return addr
 }
