@@ -70,7 +70,7 @@ func Restore(cfg RestoreConfig, now time.Time) (moved string, err error) {
 		return "", fmt.Errorf("snapshot %s cannot be restored (truncated, corrupt, or not an etcd snapshot?): %w", cfg.Snapshot, err)
 	}
 	if _, err := os.Stat(cfg.EtcdDir); err == nil {
-		moved = fmt.Sprintf("%s-old-%d", cfg.EtcdDir, now.Unix())
+		moved = asideName(cfg.EtcdDir, now)
 		if err := os.Rename(cfg.EtcdDir, moved); err != nil {
 			return "", fmt.Errorf("moving the current etcd data aside: %w", err)
 		}
@@ -84,4 +84,16 @@ func Restore(cfg RestoreConfig, now time.Time) (moved string, err error) {
 		return "", fmt.Errorf("putting the restored etcd data in place: %w", err)
 	}
 	return moved, os.RemoveAll(staging)
+}
+
+// asideName is a free name for the data dir being replaced: etcd-old-<unix
+// time>, with a counter when two restores fall in the same second.
+func asideName(dir string, now time.Time) string {
+	name := fmt.Sprintf("%s-old-%d", dir, now.Unix())
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(name); errors.Is(err, fs.ErrNotExist) {
+			return name
+		}
+		name = fmt.Sprintf("%s-old-%d-%d", dir, now.Unix(), i)
+	}
 }

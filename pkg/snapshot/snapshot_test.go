@@ -136,12 +136,18 @@ func TestSaveListPruneDeleteRestore(t *testing.T) {
 	}
 
 	cfg.Snapshot = saved[2].Path
-	moved, err := Restore(cfg, time.Now())
+	now := time.Now()
+	moved, err := Restore(cfg, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(moved, "member")); err != nil {
 		t.Errorf("old data not kept at %s: %v", moved, err)
+	}
+	// A second restore in the same second keeps both earlier data dirs.
+	again, err := Restore(cfg, now)
+	if err != nil || again == moved {
+		t.Fatalf("second restore in the same second: moved to %q (first %q), %v", again, moved, err)
 	}
 	e, stop = startEtcd(t, etcdDir, member, peerPort)
 	defer stop()
