@@ -35,7 +35,7 @@ func etcdSnapshot(ctx context.Context, req cli.SnapshotRequest) error {
 	case "delete":
 		return deleteSnapshots(ctx, dir, s3, req.Names)
 	}
-	etcd, err := snapshot.LocalEtcd(paths.TLS, config.EtcdClientPort)
+	etcd, err := snapshot.LocalEtcd(paths.TLS, config.EtcdClientURL())
 	if err != nil {
 		return err
 	}
@@ -57,19 +57,12 @@ func etcdSnapshot(ctx context.Context, req cli.SnapshotRequest) error {
 			fmt.Printf("Uploaded snapshot %s to S3\n", info.Name)
 		}
 	case "prune":
-		removed, err := snapshot.Prune(dir, req.Name, node, req.Retention)
-		if err != nil {
-			return err
-		}
-		if s3 != nil {
-			more, err := s3.Prune(ctx, req.Name, node, req.Retention)
-			if err != nil {
-				return err
-			}
-			removed = append(removed, more...)
-		}
+		removed, err := snapshot.PruneEverywhere(ctx, dir, s3, req.Name, node, req.Retention)
 		for _, n := range removed {
 			fmt.Printf("Deleted snapshot %s\n", n)
+		}
+		if err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("unknown etcd-snapshot command %q", req.Op)

@@ -61,9 +61,10 @@ func Agent(ctx context.Context, cfg *config.Agent) error {
 }
 
 // joinPlan checks the host, then joins; the result is written to *joined.
-// The node's components are checked first with the cluster's default
-// settings, so a bad --kubelet-arg or --kube-proxy-arg is refused before the
-// agent asks the server for anything.
+// The components that take the user's passthrough arguments (kubelet,
+// kube-proxy) are checked first with the cluster's default settings, so a
+// bad --kubelet-arg or --kube-proxy-arg is refused before the agent asks the
+// server for anything; the agent plan checks them again with the real ones.
 func joinPlan(cfg *config.Agent, tok token.Token, set *assets.Set, joined **join.Result) lifecycle.Plan {
 	paths := cfg.Paths()
 	defaults := config.NewServer()
@@ -79,7 +80,12 @@ func joinPlan(cfg *config.Agent, tok token.Token, set *assets.Set, joined **join
 			return preflight.CheckPorts(nodePorts())
 		}),
 		lifecycle.Phase("node-arguments", func(ctx context.Context) error {
-			return lifecycle.Plan{Name: "node-arguments", Steps: trial.steps()}.Init(ctx)
+			for _, c := range []lifecycle.Component{trial.kubelet, trial.kubeProxy} {
+				if err := c.Init(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
 		}),
 		// The pod network backend is the server's choice, checked once known.
 		lifecycle.Phase("node-preflight", trial.preflight),

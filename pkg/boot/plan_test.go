@@ -177,10 +177,15 @@ func TestAgentRefusesBadArgumentsBeforeJoining(t *testing.T) {
 	cfg := config.NewAgent()
 	cfg.DataDir, cfg.NodeName, cfg.NodeIP = t.TempDir(), "agent-1", net.IPv4(192, 0, 2, 11).To4()
 	cfg.Server, cfg.Token = "https://192.0.2.10:6443", "secret"
-	cfg.ExtraArgs.Kubelet = []string{"max-pods=banana"}
+	cfg.ExtraArgs.Kubelet = []string{"max-pods=50"}
 	var joined *join.Result
 	jp := joinPlan(cfg, tokenFor(t, cfg.Token), testAssets(t), &joined)
 	i := jp.Index("node-arguments")
+	if err := jp.Steps[i].Run(context.Background()); err != nil {
+		t.Fatalf("good arguments refused before the join: %v", err)
+	}
+	cfg.ExtraArgs.Kubelet = []string{"max-pods=banana"}
+	jp = joinPlan(cfg, tokenFor(t, cfg.Token), testAssets(t), &joined)
 	err := jp.Steps[i].Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "--kubelet-arg max-pods=banana") {
 		t.Errorf("node-arguments = %v, want the bad --kubelet-arg named", err)

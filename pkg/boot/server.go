@@ -152,7 +152,7 @@ func (s *server) plan() lifecycle.Plan {
 			Dir:       s.cfg.SnapshotDir(),
 			Node:      s.cfg.NodeName,
 			TLSDir:    s.paths.TLS,
-			Port:      config.EtcdClientPort,
+			Endpoint:  config.EtcdClientURL(),
 			Clients:   s.admin,
 			S3:        s.cfg.EtcdSnapshots.S3,
 		})))
@@ -373,7 +373,7 @@ func (s *server) etcdConfig() etcd.Config {
 	return etcd.Config{
 		Name:       s.cfg.NodeName,
 		DataDir:    s.paths.Etcd,
-		ClientURL:  fmt.Sprintf("https://127.0.0.1:%d", config.EtcdClientPort),
+		ClientURL:  config.EtcdClientURL(),
 		PeerURL:    s.etcdPeerURL(),
 		ServerCA:   p.EtcdServerCA.CertFile,
 		ServerCert: p.EtcdServer.CertFile,
@@ -390,7 +390,6 @@ func (s *server) etcdConfig() etcd.Config {
 // file layout (the files are written by earlier steps).
 func (s *server) controlPlane() []lifecycle.Component {
 	cfg, p := s.cfg, s.layout
-	etcdURL := fmt.Sprintf("https://127.0.0.1:%d", config.EtcdClientPort)
 	return []lifecycle.Component{
 		etcd.New(s.etcdConfig()),
 		apiserver.New(apiserver.Config{
@@ -399,7 +398,7 @@ func (s *server) controlPlane() []lifecycle.Component {
 			Port:                 cfg.HTTPSPort,
 			ServiceCIDR:          cfg.ServiceCIDR.String(),
 			ClusterDomain:        cfg.ClusterDomain,
-			EtcdURL:              etcdURL,
+			EtcdURL:              config.EtcdClientURL(),
 			EtcdCA:               p.EtcdServerCA.CertFile,
 			EtcdCert:             p.EtcdClient.CertFile,
 			EtcdKey:              p.EtcdClient.KeyFile,

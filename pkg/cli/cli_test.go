@@ -225,6 +225,9 @@ func TestEtcdSnapshotCommands(t *testing.T) {
 		{"save", "--name", "../escape"},
 		{"prune", "--snapshot-retention", "0"},
 		{"ls", "extra"},
+		{"ls", "--etcd-s3", "--etcd-s3-access-key", "k", "--etcd-s3-secret-key", "s"},
+		{"ls", "--etcd-s3", "--etcd-s3-bucket", "b", "--etcd-s3-endpoint", "http://minio:9000", "--etcd-s3-access-key", "k", "--etcd-s3-secret-key", "s"},
+		{"ls", "--etcd-s3", "--etcd-s3-bucket", "b"},
 	} {
 		err := app.Run(append([]string{"hw", "etcd-snapshot"}, bad...))
 		if err == nil || strings.Contains(err.Error(), "\n") {

@@ -287,6 +287,10 @@ func PathsFor(dataDir string) Paths {
 // Paths returns the derived paths of this server.
 func (s *Server) Paths() Paths { return PathsFor(s.DataDir) }
 
+// EtcdClientURL is where a server's etcd member serves its clients: on
+// loopback only, for the apiserver and hw's own tools.
+func EtcdClientURL() string { return fmt.Sprintf("https://127.0.0.1:%d", EtcdClientPort) }
+
 // AdvertiseIP is the address the apiserver gives the cluster:
 // --advertise-address, else the node's IP.
 func (s *Server) AdvertiseIP() net.IP {

@@ -57,8 +57,6 @@ type Request struct {
 type Result struct {
 	CAPEM    []byte   `json:"ca"`
 	Settings Settings `json:"settings"`
-	// Files written under TLSDir.
-	ClientCAFile, ServingCert, ServingKey string
 }
 
 // Join returns the saved identity of an agent that joined before, or joins:
@@ -132,10 +130,7 @@ func Join(ctx context.Context, req Request) (*Result, error) {
 			return nil, fmt.Errorf("getting the %s certificate: %w", c.name, err)
 		}
 	}
-	res.ClientCAFile = ClientCAFile(req.TLSDir)
-	serving := pki.NodeLayout(req.TLSDir).KubeletServing
-	res.ServingCert, res.ServingKey = serving.CertFile, serving.KeyFile
-	if err := atomicfile.Write(res.ClientCAFile, []byte(res.Settings.ClientCA), 0o644); err != nil {
+	if err := atomicfile.Write(ClientCAFile(req.TLSDir), []byte(res.Settings.ClientCA), 0o644); err != nil {
 		return nil, err
 	}
 	for _, k := range []struct{ path, name string }{
@@ -163,7 +158,8 @@ func (req Request) saved() (*Result, error) {
 	if err := json.Unmarshal(data, res); err != nil {
 		return nil, err
 	}
-	for _, f := range []string{req.KubeletConfig, req.KubeProxyConfig, req.FlannelConfig, res.ClientCAFile, res.ServingCert, res.ServingKey} {
+	serving := pki.NodeLayout(req.TLSDir).KubeletServing
+	for _, f := range []string{req.KubeletConfig, req.KubeProxyConfig, req.FlannelConfig, ClientCAFile(req.TLSDir), serving.CertFile, serving.KeyFile} {
 		if _, err := os.Stat(f); err != nil {
 			return nil, err
 		}

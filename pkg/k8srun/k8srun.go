@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -45,10 +46,7 @@ func (a Args) List() []string { return a.Own.Merge(a.User).List() }
 // component that refused it.
 func (a Args) parseInto(fs *pflag.FlagSet) error {
 	fs.SetOutput(io.Discard) // usage text and deprecation notices: the error says enough
-	own := config.Args{}
-	for k, v := range a.Own {
-		own[k] = v
-	}
+	own := maps.Clone(a.Own)
 	for _, u := range a.User {
 		if k, _, err := config.SplitArg(u); err == nil {
 			delete(own, k)

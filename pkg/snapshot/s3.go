@@ -135,6 +135,18 @@ func (s *S3) Prune(ctx context.Context, name, node string, keep int) ([]string, 
 	return removed, nil
 }
 
+// PruneEverywhere prunes the snapshots called name of node in dir and, when
+// store is set, in S3, keeping the newest keep in each; it returns the names
+// it removed.
+func PruneEverywhere(ctx context.Context, dir string, store *S3, name, node string, keep int) ([]string, error) {
+	removed, err := Prune(dir, name, node, keep)
+	if err != nil || store == nil {
+		return removed, err
+	}
+	more, err := store.Prune(ctx, name, node, keep)
+	return append(removed, more...), err
+}
+
 // Download fetches the snapshot name into dir and returns the local file.
 func (s *S3) Download(ctx context.Context, name, dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {

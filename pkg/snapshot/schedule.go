@@ -25,9 +25,9 @@ type ScheduleConfig struct {
 	Dir       string
 	// Node is this server's node name, the member's name.
 	Node string
-	// TLSDir and Port find this server's etcd and its client certificate.
-	TLSDir string
-	Port   int
+	// TLSDir and Endpoint find this server's etcd and its client certificate.
+	TLSDir   string
+	Endpoint string
 	// Clients record each snapshot as an Event on the Node.
 	Clients *kubeclient.Shared
 	// S3, when set, gets a copy of each snapshot; retention applies there too.
@@ -68,7 +68,7 @@ func (s *Schedule) Start(ctx context.Context) error {
 	if s.schedule == nil {
 		return fmt.Errorf("started before Init")
 	}
-	etcd, err := LocalEtcd(s.cfg.TLSDir, s.cfg.Port)
+	etcd, err := LocalEtcd(s.cfg.TLSDir, s.cfg.Endpoint)
 	if err != nil {
 		return err
 	}
@@ -101,19 +101,18 @@ func (s *Schedule) Start(ctx context.Context) error {
 			}
 			log.Info("Saved scheduled etcd snapshot", "file", info.Path, "bytes", info.Size)
 			recorder.Eventf(node, corev1.EventTypeNormal, "EtcdSnapshotSaved", "saved etcd snapshot %s (%d bytes) to %s", info.Name, info.Size, info.Path)
-			removed, err := Prune(s.cfg.Dir, s.cfg.Name, s.cfg.Node, s.cfg.Retention)
-			if err != nil {
-				log.Error(err, "Pruning scheduled etcd snapshots")
-			}
+			var store *S3
 			if s.cfg.S3 != nil {
-				more, err := s.upload(ctx, info)
-				if err != nil {
+				if store, err = s.upload(ctx, info); err != nil {
 					log.Error(err, "Uploading the scheduled etcd snapshot; it is kept locally", "file", info.Path)
 					recorder.Eventf(node, corev1.EventTypeWarning, "EtcdSnapshotUploadFailed", "etcd snapshot %s kept at %s, not in S3: %v", info.Name, info.Path, err)
 				} else {
 					log.Info("Uploaded scheduled etcd snapshot to S3", "name", info.Name)
 				}
-				removed = append(removed, more...)
+			}
+			removed, err := PruneEverywhere(ctx, s.cfg.Dir, store, s.cfg.Name, s.cfg.Node, s.cfg.Retention)
+			if err != nil {
+				log.Error(err, "Pruning scheduled etcd snapshots")
 			}
 			for _, name := range removed {
 				log.Info("Removed an old scheduled etcd snapshot", "name", name, "retention", s.cfg.Retention)
@@ -123,18 +122,14 @@ func (s *Schedule) Start(ctx context.Context) error {
 	return nil
 }
 
-// upload copies info to S3 and prunes the scheduled snapshots there. It
-// connects each time: a store that was away at one snapshot may be back at
-// the next.
-func (s *Schedule) upload(ctx context.Context, info Info) (removed []string, err error) {
+// upload copies info to S3 and returns the store. It connects each time: a
+// store that was away at one snapshot may be back at the next.
+func (s *Schedule) upload(ctx context.Context, info Info) (*S3, error) {
 	store, err := NewS3(ctx, *s.cfg.S3)
 	if err != nil {
 		return nil, err
 	}
-	if err := store.Upload(ctx, info); err != nil {
-		return nil, err
-	}
-	return store.Prune(ctx, s.cfg.Name, s.cfg.Node, s.cfg.Retention)
+	return store, store.Upload(ctx, info)
 }
 
 // Ready does not wait: the first snapshot is due at the next scheduled time.

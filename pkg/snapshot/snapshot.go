@@ -213,9 +213,8 @@ func Prune(dir, name, node string, keep int) ([]string, error) {
 }
 
 // LocalEtcd is the etcd member of the server whose certificates are in
-// tlsDir, on loopback at port, reached with the server's etcd client
-// certificate.
-func LocalEtcd(tlsDir string, port int) (Etcd, error) {
+// tlsDir, at endpoint, reached with the server's etcd client certificate.
+func LocalEtcd(tlsDir, endpoint string) (Etcd, error) {
 	files := pki.ServerLayout(tlsDir)
 	for _, f := range []string{files.EtcdClient.CertFile, files.EtcdClient.KeyFile, files.EtcdServerCA.CertFile} {
 		if _, err := os.Stat(f); err != nil {
@@ -230,5 +229,5 @@ func LocalEtcd(tlsDir string, port int) (Etcd, error) {
 	if err != nil {
 		return Etcd{}, err
 	}
-	return Etcd{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", port), TLS: tlsConfig}, nil
+	return Etcd{Endpoint: endpoint, TLS: tlsConfig}, nil
 }
