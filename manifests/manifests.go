@@ -17,8 +17,7 @@ var files embed.FS
 type Settings struct {
 	ClusterDNS    string
 	ClusterDomain string
-	// ServerIP and MetricsPort are where the server serves metrics.k8s.io.
-	ServerIP    string
+	// MetricsPort is where every server serves metrics.k8s.io.
 	MetricsPort int
 	// ServerCABase64 verifies the metrics API's serving certificate.
 	ServerCABase64 string

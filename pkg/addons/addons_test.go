@@ -11,7 +11,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/deploy"
 )
 
-var settings = manifests.Settings{ClusterDNS: "10.99.0.10", ClusterDomain: "example.internal", ServerIP: "192.0.2.1", MetricsPort: 10262, ServerCABase64: "Q0E="}
+var settings = manifests.Settings{ClusterDNS: "10.99.0.10", ClusterDomain: "example.internal", MetricsPort: 10262, ServerCABase64: "Q0E="}
 
 func actions(changes []Change) map[string]string {
 	out := map[string]string{}

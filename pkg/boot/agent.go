@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -11,7 +12,9 @@ import (
 	"github.com/hw-k8s/hw/pkg/assets"
 	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/join"
+	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
+	"github.com/hw-k8s/hw/pkg/loadbalancer"
 	"github.com/hw-k8s/hw/pkg/pki"
 	"github.com/hw-k8s/hw/pkg/preflight"
 	"github.com/hw-k8s/hw/pkg/sdnotify"
@@ -39,11 +42,13 @@ func Agent(ctx context.Context, cfg *config.Agent) error {
 	}
 	m := lifecycle.NewManager()
 	var n *node
+	lbClients := kubeclient.NewShared(cfg.Paths().KubeProxyConfig)
 	defer func() {
 		m.Stop(klog.NewContext(context.Background(), log))
 		if n != nil {
 			n.clients.Shutdown() // once every component reading them has stopped
 		}
+		lbClients.Shutdown()
 	}()
 	var joined *join.Result
 	if err := joinPlan(cfg, tok, set, &joined).Run(ctx, m); err != nil {
@@ -52,7 +57,7 @@ func Agent(ctx context.Context, cfg *config.Agent) error {
 	if n, err = agentNode(cfg, joined, set); err != nil {
 		return err
 	}
-	if err := agentPlan(n, cfg, began).Run(ctx, m); err != nil {
+	if err := agentPlan(n, cfg, lbClients, began).Run(ctx, m); err != nil {
 		return err
 	}
 	tellServiceManagerReady(log, notifier)
@@ -77,7 +82,8 @@ func joinPlan(cfg *config.Agent, tok token.Token, set *assets.Set, joined **join
 			if err := preflight.CheckWritableDir(cfg.DataDir, "--data-dir"); err != nil {
 				return err
 			}
-			return preflight.CheckPorts(nodePorts())
+			return preflight.CheckPorts(append(nodePorts(),
+				preflight.Port{Host: "127.0.0.1", Number: loadbalancer.DefaultPort, Component: "the agent's apiserver load balancer"}))
 		}),
 		lifecycle.Phase("node-arguments", func(ctx context.Context) error {
 			for _, c := range []lifecycle.Component{trial.kubelet, trial.kubeProxy} {
@@ -133,9 +139,33 @@ func agentNodeConfig(cfg *config.Agent, settings join.Settings, paths config.Pat
 	}
 }
 
-// agentPlan is the node's boot on an agent.
-func agentPlan(n *node, cfg *config.Agent, began time.Time) lifecycle.Plan {
-	steps := n.steps()
+// agentPlan is the node's boot on an agent: its components reach the
+// apiservers through a local load balancer, which fails over between them.
+func agentPlan(n *node, cfg *config.Agent, lbClients *kubeclient.Shared, began time.Time) lifecycle.Plan {
+	paths := cfg.Paths()
+	u, _ := url.Parse(cfg.Server) // checked by config.Agent.Validate
+	port := u.Port()
+	if port == "" {
+		port = "443"
+	}
+	lb := loadbalancer.New(loadbalancer.Config{
+		Listen:    net.JoinHostPort("127.0.0.1", fmt.Sprint(loadbalancer.DefaultPort)),
+		Server:    net.JoinHostPort(u.Hostname(), port),
+		StateFile: paths.Servers,
+		Clients:   lbClients,
+	})
+	steps := []lifecycle.Step{
+		lifecycle.Phase("kubeconfigs", func(ctx context.Context) error {
+			for _, k := range []string{paths.KubeletConfig, paths.KubeProxyConfig, paths.FlannelConfig} {
+				if err := pki.SetKubeconfigServer(k, lb.URL()); err != nil {
+					return fmt.Errorf("pointing %s at the load balancer: %w", k, err)
+				}
+			}
+			return nil
+		}),
+		lifecycle.Start(lb),
+	}
+	steps = append(steps, n.steps()...)
 	if n.ownsPodNetwork() {
 		steps = append(steps, lifecycle.Phase("node-ready-log", func(ctx context.Context) error {
 			klog.FromContext(ctx).Info("Node ready", "node", cfg.NodeName, "server", cfg.Server, "took", time.Since(began).Round(time.Millisecond))

@@ -49,6 +49,7 @@ type nodeConfig struct {
 	// Labels the node gets once registered, set with Labeler's rights:
 	// NodeRestriction forbids a kubelet to give itself a role.
 	Labels         map[string]string
+	Finalizers     []string
 	Labeler        *kubeclient.Shared
 	ExtraKubelet   []string
 	ExtraKubeProxy []string
@@ -337,8 +338,12 @@ func (n *node) label(ctx context.Context) error {
 	for k, v := range n.cfg.Labels {
 		labels[k] = v
 	}
-	patch := fmt.Sprintf(`{"metadata":{"labels":%s}}`, mustJSON(labels))
-	_, err = client.CoreV1().Nodes().Patch(ctx, n.cfg.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	meta := map[string]any{"labels": labels}
+	if len(n.cfg.Finalizers) > 0 {
+		meta["finalizers"] = n.cfg.Finalizers // merged into the list, by strategic merge
+	}
+	patch := fmt.Sprintf(`{"metadata":%s}`, mustJSON(meta))
+	_, err = client.CoreV1().Nodes().Patch(ctx, n.cfg.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
 	return err
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/assets"
 	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/join"
+	"github.com/hw-k8s/hw/pkg/kubeclient"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 	"github.com/hw-k8s/hw/pkg/token"
 )
@@ -161,8 +162,8 @@ func TestAgentPlans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := agentPlan(n, cfg, time.Now())
-	assertOrder(t, p, "assets", "containerd", "images", "node-dirs", "kubelet", "kube-proxy", "pod-subnet", "flannel", "pod-network", "node-ready")
+	p := agentPlan(n, cfg, kubeclient.NewShared(cfg.Paths().KubeProxyConfig), time.Now())
+	assertOrder(t, p, "kubeconfigs", "apiserver-loadbalancer", "assets", "containerd", "images", "node-dirs", "kubelet", "kube-proxy", "pod-subnet", "flannel", "pod-network", "node-ready")
 	for _, serverOnly := range []string{"etcd", "kube-apiserver", "pki", "csr-approver", "manifests"} {
 		if p.Index(serverOnly) >= 0 {
 			t.Errorf("agent plan runs %s", serverOnly)
@@ -238,4 +239,29 @@ func TestResetPlans(t *testing.T) {
 	if entries, _ := os.ReadDir(cfg.DataDir); len(entries) > 0 {
 		t.Error("a refused restore wrote to the data dir")
 	}
+}
+
+// With an external etcd no etcd runs, and nothing that needs the embedded
+// one: snapshots, member removal, the quorum watch.
+func TestServerPlanWithExternalDatastore(t *testing.T) {
+	cfg := testServerConfig(t)
+	cfg.Datastore.Endpoints = []string{"https://192.0.2.50:2379"}
+	p := newServer(cfg, testAssets(t), time.Now()).plan()
+	for _, gone := range []string{"etcd", "etcd-snapshots", "etcd-member-remover", "etcd-quorum-watch"} {
+		if p.Index(gone) >= 0 {
+			t.Errorf("step %s is in the plan: %s", gone, strings.Join(p.Names(), " "))
+		}
+	}
+	assertOrder(t, p, "token", "kube-apiserver", "kube-controller-manager")
+	if err := p.Init(context.Background()); err != nil {
+		t.Errorf("Init: %v", err)
+	}
+}
+
+// With the embedded etcd, every server removes deleted servers' members
+// (one at a time, elected) and watches the quorum.
+func TestServerPlanWatchesEtcdMembers(t *testing.T) {
+	p := newServer(testServerConfig(t), testAssets(t), time.Now()).plan()
+	assertOrder(t, p, "etcd", "kube-apiserver", "join-info", "etcd-member-remover")
+	assertOrder(t, p, "etcd", "etcd-quorum-watch")
 }

@@ -43,6 +43,7 @@ func (s *server) resetPlan() lifecycle.Plan {
 	} else {
 		cfg := s.etcdConfig()
 		cfg.ForceNewCluster = true
+		cfg.Join, cfg.Rejoin, cfg.AfterReady = nil, nil, nil // a reset makes a cluster of one
 		steps = append(steps,
 			lifecycle.Phase("etcd-data", s.checkEtcdData),
 			lifecycle.Start(etcd.New(cfg)),

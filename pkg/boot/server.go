@@ -2,11 +2,13 @@ package boot
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -20,8 +22,10 @@ import (
 	"github.com/hw-k8s/hw/pkg/component/scheduler"
 	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/deploy"
+	"github.com/hw-k8s/hw/pkg/etcdcluster"
 	"github.com/hw-k8s/hw/pkg/join"
 	"github.com/hw-k8s/hw/pkg/kubeclient"
+	"github.com/hw-k8s/hw/pkg/leader"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
 	"github.com/hw-k8s/hw/pkg/localpath"
 	"github.com/hw-k8s/hw/pkg/metrics"
@@ -67,7 +71,18 @@ func Server(ctx context.Context, cfg *config.Server) error {
 	if err != nil {
 		return err
 	}
-	s := newServer(cfg, set, time.Now())
+	began := time.Now()
+	if cfg.Server != "" {
+		// Check every component's configuration before asking the cluster
+		// for anything; the cluster's settings then replace the defaults.
+		if err := newServer(cfg, set, began).plan().Init(ctx); err != nil {
+			return err
+		}
+		if err := joinCluster(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	s := newServer(cfg, set, began)
 	// Deferred first, so they run last: the shared informers stop once
 	// every component reading them has.
 	defer s.admin.Shutdown()
@@ -107,6 +122,7 @@ func newServer(cfg *config.Server, set *assets.Set, began time.Time) *server {
 		ServingCert:    node.KubeletServing.CertFile,
 		ServingKey:     node.KubeletServing.KeyFile,
 		Labels:         map[string]string{"node-role.kubernetes.io/control-plane": "true"},
+		Finalizers:     serverFinalizers(cfg),
 		Labeler:        s.admin,
 		ExtraKubelet:   cfg.ExtraArgs.Kubelet,
 		ExtraKubeProxy: cfg.ExtraArgs.KubeProxy,
@@ -141,10 +157,16 @@ func (s *server) plan() lifecycle.Plan {
 		lifecycle.Phase("control-plane-ready", s.logReady("Control plane ready")),
 		lifecycle.Phase("cluster-roles", s.ensureClusterRoles),
 		lifecycle.Phase("join-info", s.publishJoinInfo),
-		lifecycle.Start(join.NewApprover(s.admin)),
+		lifecycle.Start(s.elected(join.NewApprover(s.admin), "hw-csr-approver")),
 		lifecycle.Start(deploy.New(deploy.Config{Dir: s.paths.Manifests, Clients: s.admin})),
 	)
-	if !s.cfg.EtcdSnapshots.Disable {
+	if !s.cfg.External() {
+		steps = append(steps,
+			lifecycle.Start(s.elected(&etcdcluster.Remover{Clients: s.admin, Endpoint: config.EtcdClientURL(), TLS: s.etcdClientTLS}, "hw-etcd-members")),
+			lifecycle.Start(&etcdcluster.QuorumWatch{Endpoint: config.EtcdClientURL(), TLS: s.etcdClientTLS, Every: 15 * time.Second}))
+	}
+	// Snapshots are of the embedded etcd; an external one is backed up by its own tools.
+	if !s.cfg.EtcdSnapshots.Disable && !s.cfg.External() {
 		steps = append(steps, lifecycle.Start(snapshot.NewSchedule(snapshot.ScheduleConfig{
 			Cron:      s.cfg.EtcdSnapshots.Cron,
 			Retention: s.cfg.EtcdSnapshots.Retention,
@@ -187,20 +209,35 @@ func (s *server) preflight(ctx context.Context) error {
 	if err := preflight.CheckWritableDir(s.cfg.DataDir, "--data-dir"); err != nil {
 		return err
 	}
-	return preflight.CheckPorts(append([]preflight.Port{
+	ports := []preflight.Port{
 		{Host: s.cfg.BindAddress.String(), Number: s.cfg.HTTPSPort, Component: "kube-apiserver", Flag: "--https-listen-port"},
-		{Host: "127.0.0.1", Number: config.EtcdClientPort, Component: "etcd clients"},
-		{Host: s.cfg.NodeIP.String(), Number: config.EtcdPeerPort, Component: "etcd peers"},
 		{Host: "127.0.0.1", Number: config.ControllerManagerPort, Component: "kube-controller-manager"},
 		{Host: "127.0.0.1", Number: config.SchedulerPort, Component: "kube-scheduler"},
-	}, append(s.addOnPorts(), nodePorts()...)...))
+	}
+	if s.cfg.External() {
+		d := s.cfg.Datastore
+		for _, f := range []struct{ flag, path string }{{"--datastore-cafile", d.CAFile}, {"--datastore-certfile", d.CertFile}, {"--datastore-keyfile", d.KeyFile}} {
+			if f.path == "" {
+				continue
+			}
+			if _, err := os.ReadFile(f.path); err != nil {
+				return fmt.Errorf("%s: %w", f.flag, err)
+			}
+		}
+	} else {
+		ports = append(ports,
+			preflight.Port{Host: "127.0.0.1", Number: config.EtcdClientPort, Component: "etcd clients"},
+			preflight.Port{Host: s.cfg.NodeIP.String(), Number: config.EtcdClientPort, Component: "etcd clients of other servers"},
+			preflight.Port{Host: s.cfg.NodeIP.String(), Number: config.EtcdPeerPort, Component: "etcd peers"})
+	}
+	return preflight.CheckPorts(append(ports, append(s.addOnPorts(), nodePorts()...)...))
 }
 
 func (s *server) addOnPorts() []preflight.Port {
 	if s.cfg.Disabled("metrics-server") {
 		return nil
 	}
-	return []preflight.Port{{Host: s.cfg.NodeIP.String(), Number: config.MetricsPort, Component: "metrics API (--disable metrics-server to do without)"}}
+	return []preflight.Port{{Host: s.cfg.AdvertiseIP().String(), Number: config.MetricsPort, Component: "metrics API (--disable metrics-server to do without)"}}
 }
 
 func (s *server) ensurePKI(ctx context.Context) error {
@@ -284,14 +321,22 @@ func (s *server) ensureClusterRoles(ctx context.Context) error {
 	return rbac.Ensure(ctx, client)
 }
 
-// publishJoinInfo registers the server's token and publishes the CA and the
-// settings joining agents read.
+// publishJoinInfo registers the server's token and publishes what joining
+// nodes read: the CA and the settings (agents and servers), and the files
+// all servers share (sealed, for servers only).
 func (s *server) publishJoinInfo(ctx context.Context) error {
 	client, err := s.admin.Client()
 	if err != nil {
 		return err
 	}
 	if err := token.EnsureServerBootstrap(ctx, client, s.token); err != nil {
+		return err
+	}
+	shared, err := join.ReadShared(s.cfg.DataDir, sharedFiles(s.paths, s.layout, s.files.EncryptionConfig))
+	if err != nil {
+		return err
+	}
+	if err := join.PublishServerFiles(ctx, client, s.token, shared); err != nil {
 		return err
 	}
 	clientCA, err := os.ReadFile(s.pki.ClientCA.CertFile)
@@ -314,7 +359,6 @@ func (s *server) writeAddOns(ctx context.Context) error {
 	changes, err := addons.Write(s.paths.Manifests, manifests.Settings{
 		ClusterDNS:     s.cfg.ClusterDNS.String(),
 		ClusterDomain:  s.cfg.ClusterDomain,
-		ServerIP:       s.cfg.NodeIP.String(),
 		MetricsPort:    config.MetricsPort,
 		ServerCABase64: base64.StdEncoding.EncodeToString(s.pki.ServerCA.CertPEM()),
 	}, s.cfg.Disabled)
@@ -332,14 +376,14 @@ func (s *server) writeAddOns(ctx context.Context) error {
 func (s *server) addOnControllers() []lifecycle.Component {
 	var out []lifecycle.Component
 	if !s.cfg.Disabled("local-storage") {
-		out = append(out, localpath.NewProvisioner(s.admin))
+		out = append(out, s.elected(localpath.NewProvisioner(s.admin), "hw-local-path-provisioner"))
 	}
 	if !s.cfg.Disabled("servicelb") {
-		out = append(out, servicelb.NewController(s.admin))
+		out = append(out, s.elected(servicelb.NewController(s.admin), "hw-servicelb"))
 	}
 	if !s.cfg.Disabled("metrics-server") {
 		out = append(out, metrics.New(metrics.Config{
-			Addr:              net.JoinHostPort(s.cfg.NodeIP.String(), fmt.Sprint(config.MetricsPort)),
+			Addr:              net.JoinHostPort(s.cfg.AdvertiseIP().String(), fmt.Sprint(config.MetricsPort)),
 			ServingCert:       s.layout.MetricsServing.CertFile,
 			ServingKey:        s.layout.MetricsServing.KeyFile,
 			RequestHeaderCA:   s.layout.RequestHeaderCA.CertFile,
@@ -370,38 +414,51 @@ func (s *server) etcdPeerURL() string {
 // etcdConfig is this server's etcd member.
 func (s *server) etcdConfig() etcd.Config {
 	p := s.layout
-	return etcd.Config{
-		Name:       s.cfg.NodeName,
-		DataDir:    s.paths.Etcd,
-		ClientURL:  config.EtcdClientURL(),
-		PeerURL:    s.etcdPeerURL(),
-		ServerCA:   p.EtcdServerCA.CertFile,
-		ServerCert: p.EtcdServer.CertFile,
-		ServerKey:  p.EtcdServer.KeyFile,
-		PeerCA:     p.EtcdPeerCA.CertFile,
-		PeerCert:   p.EtcdPeer.CertFile,
-		PeerKey:    p.EtcdPeer.KeyFile,
-		ExtraArgs:  s.cfg.ExtraArgs.Etcd,
-		Debug:      s.cfg.Debug,
+	c := etcd.Config{
+		Name:          s.cfg.NodeName,
+		DataDir:       s.paths.Etcd,
+		ClientURL:     config.EtcdClientURL(),
+		NodeClientURL: s.cfg.EtcdNodeClientURL(),
+		PeerURL:       s.etcdPeerURL(),
+		ServerCA:      p.EtcdServerCA.CertFile,
+		ServerCert:    p.EtcdServer.CertFile,
+		ServerKey:     p.EtcdServer.KeyFile,
+		PeerCA:        p.EtcdPeerCA.CertFile,
+		PeerCert:      p.EtcdPeer.CertFile,
+		PeerKey:       p.EtcdPeer.KeyFile,
+		ExtraArgs:     s.cfg.ExtraArgs.Etcd,
+		Debug:         s.cfg.Debug,
+		AfterReady:    s.promoteEtcd,
 	}
+	if s.cfg.Server != "" {
+		c.Join, c.Rejoin = s.joinEtcd, s.leaveStaleEtcd
+	}
+	return c
 }
 
 // controlPlane lists the control plane in start order, configured from the
 // file layout (the files are written by earlier steps).
 func (s *server) controlPlane() []lifecycle.Component {
 	cfg, p := s.cfg, s.layout
-	return []lifecycle.Component{
-		etcd.New(s.etcdConfig()),
+	etcdURL, etcdCA, etcdCert, etcdKey := config.EtcdClientURL(), p.EtcdServerCA.CertFile, p.EtcdClient.CertFile, p.EtcdClient.KeyFile
+	var out []lifecycle.Component
+	if d := cfg.Datastore; cfg.External() {
+		etcdURL, etcdCA, etcdCert, etcdKey = strings.Join(d.Endpoints, ","), d.CAFile, d.CertFile, d.KeyFile
+	} else {
+		out = append(out, etcd.New(s.etcdConfig()))
+	}
+	return append(out,
 		apiserver.New(apiserver.Config{
+			Identity:             cfg.NodeName,
 			AdvertiseIP:          cfg.AdvertiseIP(),
 			BindAddress:          cfg.BindAddress,
 			Port:                 cfg.HTTPSPort,
 			ServiceCIDR:          cfg.ServiceCIDR.String(),
 			ClusterDomain:        cfg.ClusterDomain,
-			EtcdURL:              config.EtcdClientURL(),
-			EtcdCA:               p.EtcdServerCA.CertFile,
-			EtcdCert:             p.EtcdClient.CertFile,
-			EtcdKey:              p.EtcdClient.KeyFile,
+			EtcdURL:              etcdURL,
+			EtcdCA:               etcdCA,
+			EtcdCert:             etcdCert,
+			EtcdKey:              etcdKey,
 			ClientCA:             p.ClientCA.CertFile,
 			ServingCert:          p.APIServerServing.CertFile,
 			ServingKey:           p.APIServerServing.KeyFile,
@@ -423,7 +480,7 @@ func (s *server) controlPlane() []lifecycle.Component {
 			ProbeKey:             p.Admin.KeyFile,
 			ExtraArgs:            cfg.ExtraArgs.APIServer,
 		}),
-		controllermanager.New(controllermanager.Config{
+		s.elected(controllermanager.New(controllermanager.Config{
 			Kubeconfig:        s.kubeconfig("controller"),
 			ClusterCIDR:       cfg.ClusterCIDR.String(),
 			ServiceCIDR:       cfg.ServiceCIDR.String(),
@@ -435,11 +492,32 @@ func (s *server) controlPlane() []lifecycle.Component {
 			ServiceAccountKey: p.ServiceAccountKey,
 			Port:              config.ControllerManagerPort,
 			ExtraArgs:         cfg.ExtraArgs.ControllerManager,
-		}),
-		scheduler.New(scheduler.Config{
+		}), "kube-controller-manager"),
+		s.elected(scheduler.New(scheduler.Config{
 			Kubeconfig: s.kubeconfig("scheduler"),
 			Port:       config.SchedulerPort,
 			ExtraArgs:  cfg.ExtraArgs.Scheduler,
-		}),
+		}), "kube-scheduler"),
+	)
+}
+
+// serverFinalizers hold a server's Node, once deleted, until its embedded
+// etcd member is removed (etcdcluster.Remover).
+func serverFinalizers(cfg *config.Server) []string {
+	if cfg.External() {
+		return nil
 	}
+	return []string{etcdcluster.MemberFinalizer}
+}
+
+// etcdClientTLS is the TLS configuration of this server's etcd clients.
+func (s *server) etcdClientTLS() (*tls.Config, error) {
+	local, err := snapshot.LocalEtcd(s.paths.TLS, config.EtcdClientURL())
+	return local.TLS, err
+}
+
+// elected runs c on one server of the cluster at a time: the holder of the
+// Lease kube-system/lease (the same names upstream's components use).
+func (s *server) elected(c lifecycle.Component, lease string) lifecycle.Component {
+	return leader.New(c, leader.Config{Lease: lease, Identity: s.cfg.NodeName, Clients: s.admin})
 }

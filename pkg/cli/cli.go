@@ -175,6 +175,7 @@ func AgentConfig(c *cli.Context) (*config.Agent, error) {
 func ServerConfig(c *cli.Context) (*config.Server, error) {
 	s := &config.Server{
 		DataDir:         c.String(flagDataDir),
+		Server:          strings.TrimRight(c.String(flagServer), "/"),
 		NodeName:        c.String(flagNodeName),
 		HTTPSPort:       c.Int(flagHTTPSPort),
 		TLSSANs:         c.StringSlice(flagTLSSAN),
@@ -228,6 +229,19 @@ func ServerConfig(c *cli.Context) (*config.Server, error) {
 		return nil, err
 	}
 	s.ClusterReset, s.ClusterResetRestorePath = c.Bool(flagClusterReset), c.String(flagClusterResetRestore)
+	s.Datastore = config.Datastore{
+		CAFile: c.String(flagDatastoreCAFile), CertFile: c.String(flagDatastoreCertFile), KeyFile: c.String(flagDatastoreKeyFile),
+	}
+	for _, e := range strings.Split(c.String(flagDatastoreEndpoint), ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			s.Datastore.Endpoints = append(s.Datastore.Endpoints, e)
+		}
+	}
+	for _, name := range config.ClusterSettings {
+		if c.IsSet(name) {
+			s.Given = append(s.Given, name)
+		}
+	}
 	mode, err := strconv.ParseUint(c.String(flagWriteKubeconfigMode), 8, 32)
 	if err != nil || mode > 0o777 {
 		return nil, fmt.Errorf("--%s %q is not an octal file mode (example: 0644)", flagWriteKubeconfigMode, c.String(flagWriteKubeconfigMode))

@@ -19,6 +19,10 @@ const (
 	flagToken               = "token"
 	flagTokenFile           = "token-file"
 	flagServer              = "server"
+	flagDatastoreEndpoint   = "datastore-endpoint"
+	flagDatastoreCAFile     = "datastore-cafile"
+	flagDatastoreCertFile   = "datastore-certfile"
+	flagDatastoreKeyFile    = "datastore-keyfile"
 	flagNodeName            = "node-name"
 	flagNodeIP              = "node-ip"
 	flagBindAddress         = "bind-address"
@@ -86,7 +90,8 @@ func commonFlags() []cli.Flag {
 func serverFlags() []cli.Flag {
 	d := config.NewServer()
 	return append(append(commonFlags(),
-		&cli.StringFlag{Name: flagToken, Aliases: []string{"t"}, EnvVars: []string{"HW_TOKEN"}, Usage: "join secret (default: random, written to <data-dir>/server/token)"},
+		&cli.StringFlag{Name: flagServer, Aliases: []string{"s"}, EnvVars: []string{"HW_URL"}, Usage: "join the cluster of this existing server, https://HOST:6443, as another server (needs the server token)"},
+		&cli.StringFlag{Name: flagToken, Aliases: []string{"t"}, EnvVars: []string{"HW_TOKEN"}, Usage: "join secret (default: random, written to <data-dir>/server/token); with --server, the existing server's token"},
 		&cli.StringFlag{Name: flagTokenFile, EnvVars: []string{"HW_TOKEN_FILE"}, Usage: "read --token from this file"},
 		&cli.StringFlag{Name: flagBindAddress, Value: d.BindAddress.String(), Usage: "address kube-apiserver listens on"},
 		&cli.IntFlag{Name: flagHTTPSPort, Value: d.HTTPSPort, Usage: "port kube-apiserver listens on"},
@@ -107,6 +112,10 @@ func serverFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: flagControllerArg, Usage: "extra KEY=VALUE argument for kube-controller-manager (repeatable)"},
 		&cli.StringSliceFlag{Name: flagSchedulerArg, Usage: "extra KEY=VALUE argument for kube-scheduler (repeatable)"},
 		&cli.StringSliceFlag{Name: flagEtcdArg, Usage: "extra KEY=VALUE setting for etcd (repeatable)"},
+		&cli.StringFlag{Name: flagDatastoreEndpoint, EnvVars: []string{"HW_DATASTORE_ENDPOINT"}, Usage: "use this external etcd cluster (client URLs, comma-separated) instead of an embedded etcd"},
+		&cli.StringFlag{Name: flagDatastoreCAFile, EnvVars: []string{"HW_DATASTORE_CAFILE"}, Usage: "CA of the external etcd's serving certificates"},
+		&cli.StringFlag{Name: flagDatastoreCertFile, EnvVars: []string{"HW_DATASTORE_CERTFILE"}, Usage: "client certificate for the external etcd"},
+		&cli.StringFlag{Name: flagDatastoreKeyFile, EnvVars: []string{"HW_DATASTORE_KEYFILE"}, Usage: "client key for the external etcd"},
 		&cli.StringFlag{Name: flagSnapshotCron, Value: d.EtcdSnapshots.Cron, Usage: "when to take scheduled etcd snapshots, in cron format"},
 		&cli.IntFlag{Name: flagSnapshotRetention, Value: d.EtcdSnapshots.Retention, Usage: "how many scheduled snapshots of this node to keep"},
 		&cli.StringFlag{Name: flagSnapshotName, Value: d.EtcdSnapshots.Name, Usage: "first part of scheduled snapshots' file names"},

@@ -63,7 +63,10 @@ const (
 
 // Server is everything `hw server` was asked to do.
 type Server struct {
-	DataDir          string
+	DataDir string
+	// Server, when set, is an existing server's URL: this server joins its
+	// cluster (with the server token) instead of making a new one.
+	Server           string
 	Token            string
 	NodeName         string
 	NodeIP           net.IP
@@ -93,12 +96,46 @@ type Server struct {
 	// Extra arguments, KEY=VALUE, that override hw's own for one component.
 	ExtraArgs ExtraArgs
 
+	// Datastore, when it has endpoints, is an existing etcd cluster the
+	// apiserver uses instead of an embedded etcd (none runs then).
+	Datastore Datastore
+
+	// Given names the cluster-wide settings the user set (flag, config file
+	// or environment), by flag name: a joining server takes the others from
+	// the cluster and is refused if one given differs.
+	Given []string
+
 	// EtcdSnapshots are the scheduled snapshots of the embedded etcd.
 	EtcdSnapshots EtcdSnapshots
 	// ClusterReset makes this server's etcd a single-member cluster, from
 	// ClusterResetRestorePath (a snapshot) when set, then exits.
 	ClusterReset            bool
 	ClusterResetRestorePath string
+}
+
+// Datastore is an external etcd cluster (--datastore-endpoint…).
+type Datastore struct {
+	Endpoints                 []string
+	CAFile, CertFile, KeyFile string
+}
+
+// External reports whether the server uses an external etcd.
+func (s *Server) External() bool { return len(s.Datastore.Endpoints) > 0 }
+
+func (d Datastore) validate() error {
+	for _, e := range d.Endpoints {
+		u, err := url.Parse(e)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return fmt.Errorf("--datastore-endpoint %q: want etcd client URLs, https://HOST:2379[,https://HOST2:2379…]", e)
+		}
+	}
+	if (d.CertFile == "") != (d.KeyFile == "") {
+		return fmt.Errorf("--datastore-certfile and --datastore-keyfile go together: give both or neither")
+	}
+	if len(d.Endpoints) == 0 && (d.CAFile != "" || d.CertFile != "") {
+		return fmt.Errorf("--datastore-cafile, --datastore-certfile and --datastore-keyfile need --datastore-endpoint")
+	}
+	return nil
 }
 
 // EtcdSnapshots configures scheduled etcd snapshots.
@@ -234,6 +271,8 @@ type Paths struct {
 	KubeletPlugins   string // flexvolume plugin dir
 	FlannelDir       string // flannel's network config and WireGuard key
 	JoinState        string // an agent's saved CA and cluster settings
+	ServerJoinState  string // a joined server's cluster settings
+	Servers          string // an agent's load balancer's list of apiservers
 	NodePassword     string // an agent's proof that its node name is its own
 	DNS              string // the cluster DNS's Corefile as run and its imports
 	Storage          string // local-path volumes (pkg/localpath)
@@ -273,6 +312,8 @@ func PathsFor(dataDir string) Paths {
 		KubeletPlugins:   filepath.Join(agent, "kubelet-plugins"),
 		FlannelDir:       filepath.Join(agent, "etc", "flannel"),
 		JoinState:        filepath.Join(agent, "join.json"),
+		ServerJoinState:  filepath.Join(server, "join.json"),
+		Servers:          filepath.Join(agent, "servers.json"),
 		NodePassword:     filepath.Join(agent, "node-password"),
 		DNS:              filepath.Join(agent, "dns"),
 		Storage:          filepath.Join(dataDir, "storage"),
@@ -287,9 +328,19 @@ func PathsFor(dataDir string) Paths {
 // Paths returns the derived paths of this server.
 func (s *Server) Paths() Paths { return PathsFor(s.DataDir) }
 
-// EtcdClientURL is where a server's etcd member serves its clients: on
-// loopback only, for the apiserver and hw's own tools.
+// EtcdClientURL is where a server's etcd member serves its local clients:
+// on loopback, for the apiserver and hw's own tools.
 func EtcdClientURL() string { return fmt.Sprintf("https://127.0.0.1:%d", EtcdClientPort) }
+
+// EtcdNodeClientURL is where a server's etcd member serves the other
+// servers (joins, promotions), on the node's address.
+func (s *Server) EtcdNodeClientURL() string {
+	return fmt.Sprintf("https://%s", net.JoinHostPort(s.NodeIP.String(), fmt.Sprint(EtcdClientPort)))
+}
+
+// ClusterSettings are the flags whose values every server and node of a
+// cluster share.
+var ClusterSettings = []string{"cluster-cidr", "service-cidr", "cluster-dns", "cluster-domain", "flannel-backend"}
 
 // AdvertiseIP is the address the apiserver gives the cluster:
 // --advertise-address, else the node's IP.
@@ -360,6 +411,20 @@ func (s *Server) Validate() error {
 	}
 	if err := s.EtcdSnapshots.validate(); err != nil {
 		return err
+	}
+	if s.Server != "" {
+		if err := validateServerURL(s.Server); err != nil {
+			return err
+		}
+		if strings.TrimSpace(s.Token) == "" {
+			return fmt.Errorf("--server needs --token: the server token, from <data-dir>/server/token on an existing server (or HW_TOKEN)")
+		}
+	}
+	if err := s.Datastore.validate(); err != nil {
+		return err
+	}
+	if s.External() && s.ClusterReset {
+		return fmt.Errorf("--cluster-reset works on hw's embedded etcd; with --datastore-endpoint, restore the external etcd with its own tools")
 	}
 	if s.ClusterResetRestorePath != "" && !s.ClusterReset {
 		return fmt.Errorf("--cluster-reset-restore-path needs --cluster-reset")
@@ -464,17 +529,25 @@ func (a *Agent) Validate() error {
 	if a.Server == "" {
 		return fmt.Errorf("--server is missing: give the server's URL, https://SERVER:6443 (or HW_URL)")
 	}
-	u, err := url.Parse(a.Server)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("--server %q is not a URL; want https://SERVER:6443", a.Server)
-	}
-	if u.Scheme != "https" {
-		return fmt.Errorf("--server %q must be https://: the agent sends its token only over TLS", a.Server)
+	if err := validateServerURL(a.Server); err != nil {
+		return err
 	}
 	if strings.TrimSpace(a.Token) == "" {
 		return fmt.Errorf("--token is missing: use the server's <data-dir>/server/token, or one from 'hw token create' (or HW_TOKEN)")
 	}
 	return validateNode(a.NodeName, a.Snapshotter, a.ExtraArgs)
+}
+
+// validateServerURL checks a --server URL.
+func validateServerURL(server string) error {
+	u, err := url.Parse(server)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("--server %q is not a URL; want https://SERVER:6443", server)
+	}
+	if u.Scheme != "https" {
+		return fmt.Errorf("--server %q must be https://: the token is sent only over TLS", server)
+	}
+	return nil
 }
 
 // Paths are the agent's files, all derived from its data dir.

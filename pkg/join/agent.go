@@ -68,27 +68,17 @@ func Join(ctx context.Context, req Request) (*Result, error) {
 		log.Info("Using this agent's saved identity", "node", req.NodeName, "state", req.StateFile)
 		return res, nil
 	}
-	caPEM, err := req.discoverCA(ctx)
+	caPEM, err := discoverCA(ctx, req.Server, req.Token)
 	if err != nil {
 		return nil, err
 	}
-	boot, err := kubernetes.NewForConfig(&rest.Config{
-		Host: req.Server, BearerToken: req.Token.BootstrapToken(),
-		TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 30 * time.Second,
-	})
+	boot, err := bootstrapClient(req.Server, req.Token, caPEM)
 	if err != nil {
 		return nil, err
-	}
-	cm, err := boot.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, rbac.AgentConfig, metav1.GetOptions{})
-	if apierrors.IsUnauthorized(err) {
-		return nil, fmt.Errorf("the server %s refused the token: it is wrong, expired or deleted; get a valid one with 'hw token create' on the server (or use <data-dir>/server/token there)", req.Server)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the cluster settings from %s: %w", req.Server, err)
 	}
 	res := &Result{CAPEM: caPEM}
-	if err := json.Unmarshal([]byte(cm.Data[settingsKey]), &res.Settings); err != nil {
-		return nil, fmt.Errorf("the server's %s is unreadable: %w", rbac.AgentConfig, err)
+	if res.Settings, err = readSettings(ctx, boot, req.Server); err != nil {
+		return nil, err
 	}
 	password, err := nodePassword(req.PasswordFile)
 	if err != nil {
@@ -148,6 +138,30 @@ func Join(ctx context.Context, req Request) (*Result, error) {
 	return res, atomicfile.Write(req.StateFile, state, 0o600)
 }
 
+// bootstrapClient talks to server as the token's bootstrap user, trusting caPEM.
+func bootstrapClient(server string, tok token.Token, caPEM []byte) (kubernetes.Interface, error) {
+	return kubernetes.NewForConfig(&rest.Config{
+		Host: server, BearerToken: tok.BootstrapToken(),
+		TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}, Timeout: 30 * time.Second,
+	})
+}
+
+// readSettings reads the cluster-wide settings a new node must share.
+func readSettings(ctx context.Context, boot kubernetes.Interface, server string) (Settings, error) {
+	var s Settings
+	cm, err := boot.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, rbac.AgentConfig, metav1.GetOptions{})
+	if apierrors.IsUnauthorized(err) {
+		return s, fmt.Errorf("the server %s refused the token: it is wrong, expired or deleted; get a valid one with 'hw token create' on the server (or use <data-dir>/server/token there)", server)
+	}
+	if err != nil {
+		return s, fmt.Errorf("reading the cluster settings from %s: %w", server, err)
+	}
+	if err := json.Unmarshal([]byte(cm.Data[settingsKey]), &s); err != nil {
+		return s, fmt.Errorf("the server's %s is unreadable: %w", rbac.AgentConfig, err)
+	}
+	return s, nil
+}
+
 // saved loads the result of an earlier join, if its files are all there.
 func (req Request) saved() (*Result, error) {
 	data, err := os.ReadFile(req.StateFile)
@@ -182,32 +196,36 @@ func nodePassword(path string) (string, error) {
 
 // discoverCA fetches the cluster CA without trusting the server yet, then
 // checks it against the hash the token carries.
-func (req Request) discoverCA(ctx context.Context) ([]byte, error) {
+func discoverCA(ctx context.Context, server string, tok token.Token) ([]byte, error) {
 	log := klog.FromContext(ctx)
 	insecure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		// Trust comes from comparing the CA with the token's hash below.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 	}}
-	url := req.Server + "/api/v1/namespaces/kube-public/configmaps/" + rbac.ClusterInfo
+	url := server + "/api/v1/namespaces/kube-public/configmaps/" + rbac.ClusterInfo
 	var body []byte
 	attempt := 0
 	err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: time.Second, Factor: 2, Cap: 30 * time.Second, Steps: 1 << 30}, func(ctx context.Context) (bool, error) {
 		attempt++
 		resp, err := insecure.Get(url)
 		if err != nil {
-			log.Info("Server not reachable yet; retrying", "server", req.Server, "attempt", attempt, "err", err.Error())
+			log.Info("Server not reachable yet; retrying", "server", server, "attempt", attempt, "err", err.Error())
 			return false, nil
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return false, fmt.Errorf("%s answered %s to the cluster CA request; is it an hw server?", req.Server, resp.Status)
+			if !retryCAStatus(resp.StatusCode) {
+				return false, fmt.Errorf("%s answered %s to the cluster CA request; is it an hw server?", server, resp.Status)
+			}
+			log.Info("Server not ready to be joined yet (still starting?); retrying", "server", server, "attempt", attempt, "answer", resp.Status)
+			return false, nil
 		}
 		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return err == nil, err
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("server %s not reachable: %w", req.Server, ctx.Err())
+			return nil, fmt.Errorf("server %s not reachable: %w", server, ctx.Err())
 		}
 		return nil, err
 	}
@@ -215,27 +233,37 @@ func (req Request) discoverCA(ctx context.Context) ([]byte, error) {
 		Data map[string]string `json:"data"`
 	}
 	if err := json.Unmarshal(body, &cm); err != nil {
-		return nil, fmt.Errorf("%s sent an unreadable cluster-info: %v", req.Server, err)
+		return nil, fmt.Errorf("%s sent an unreadable cluster-info: %v", server, err)
 	}
 	cfg, err := clientcmd.Load([]byte(cm.Data["kubeconfig"]))
 	if err != nil {
-		return nil, fmt.Errorf("%s sent an unreadable cluster-info: %v", req.Server, err)
+		return nil, fmt.Errorf("%s sent an unreadable cluster-info: %v", server, err)
 	}
 	var caPEM []byte
 	for _, c := range cfg.Clusters {
 		caPEM = c.CertificateAuthorityData
 	}
 	if len(caPEM) == 0 {
-		return nil, fmt.Errorf("%s sent no cluster CA", req.Server)
+		return nil, fmt.Errorf("%s sent no cluster CA", server)
 	}
-	if req.Token.CAHash == "" {
+	if tok.CAHash == "" {
 		log.Info("WARNING: the token has no CA hash, so the server's identity is not checked; use the full K10… token from the server's <data-dir>/server/token or 'hw token create'")
 		return caPEM, nil
 	}
-	if got := token.CAHash(caPEM); got != req.Token.CAHash {
-		return nil, fmt.Errorf("the server %s holds CA %s, but the token is for CA %s: refusing to join (wrong --server, or a token of another cluster)", req.Server, got, req.Token.CAHash)
+	if got := token.CAHash(caPEM); got != tok.CAHash {
+		return nil, fmt.Errorf("the server %s holds CA %s, but the token is for CA %s: refusing to join (wrong --server, or a token of another cluster)", server, got, tok.CAHash)
 	}
 	return caPEM, nil
+}
+
+// retryCAStatus tells whether an answer other than 200 to the cluster CA
+// request is worth waiting out: a server that is starting answers 403 or
+// 404 until it has published its join information, and 429 or 5xx while
+// busy or while its etcd has no quorum. Anything else (401: the path is not
+// open to anonymous requests, as it is on an hw server) means this is not an
+// hw server.
+func retryCAStatus(code int) bool {
+	return code == http.StatusForbidden || code == http.StatusNotFound || code == http.StatusTooManyRequests || code >= 500
 }
 
 // requestCertificate makes a key, asks for its certificate with a CSR, waits

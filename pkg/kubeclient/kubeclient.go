@@ -73,8 +73,8 @@ func NewShared(kubeconfig string) *Shared {
 	return &Shared{kubeconfig: kubeconfig, stop: make(chan struct{})}
 }
 
-// newSharedFor shares an existing client (tests: a fake clientset).
-func newSharedFor(client kubernetes.Interface) *Shared {
+// NewSharedFor shares an existing client (tests: a fake clientset).
+func NewSharedFor(client kubernetes.Interface) *Shared {
 	s := &Shared{stop: make(chan struct{})}
 	s.once.Do(func() {
 		s.config, s.client = &rest.Config{}, client

@@ -15,7 +15,7 @@ import (
 // until Shutdown, whichever component started it.
 func TestSharedInformersAreOnePerKind(t *testing.T) {
 	client := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}})
-	s := newSharedFor(client)
+	s := NewSharedFor(client)
 	a, err := s.Informers()
 	if err != nil {
 		t.Fatal(err)

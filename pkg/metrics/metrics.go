@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -157,6 +158,15 @@ func (s *Server) run(ctx context.Context, ln net.Listener, scraper *kubeletScrap
 	go func() { serveErr <- srv.Serve(ln) }()
 	close(s.synced)
 	log.Info("Serving metrics.k8s.io", "addr", s.cfg.Addr)
+	if _, port, err := net.SplitHostPort(s.cfg.Addr); err == nil {
+		if n, err := strconv.Atoi(port); err == nil {
+			client, err := s.cfg.Clients.Client()
+			if err != nil {
+				return err
+			}
+			go mirrorServers(ctx, client, int32(n))
+		}
+	}
 
 	ticker := time.NewTicker(Interval)
 	defer ticker.Stop()

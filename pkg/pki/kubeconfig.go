@@ -38,3 +38,26 @@ func WriteKubeconfigFiles(path, serverURL string, caPEM []byte, certFile, keyFil
 	}
 	return atomicfile.Write(path, data, mode)
 }
+
+// SetKubeconfigServer points every cluster of the kubeconfig at path to
+// serverURL, leaving the file alone if it does already.
+func SetKubeconfigServer(path, serverURL string) error {
+	cfg, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		return err
+	}
+	changed := false
+	for _, c := range cfg.Clusters {
+		if c.Server != serverURL {
+			c.Server, changed = serverURL, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, data, 0o600)
+}

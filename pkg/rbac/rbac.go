@@ -19,6 +19,15 @@ const FlannelUser = "system:hw-flannel"
 // AgentGroup is the group every hw join token authenticates with.
 const AgentGroup = "system:bootstrappers:hw:agents"
 
+// ServerGroup is the group only the server token authenticates with (besides
+// AgentGroup): it may read the files every server shares, which a joining
+// server needs. Join tokens from `hw token create` are agents' only.
+const ServerGroup = "system:bootstrappers:hw:servers"
+
+// ServerBootstrap is the kube-system Secret holding the servers' shared
+// files, sealed with a key derived from the server token (pkg/join).
+const ServerBootstrap = "hw-server-bootstrap"
+
 // What joining agents read before they have an identity: the cluster CA
 // (kube-public/cluster-info, readable without credentials, as kubeadm does)
 // and the cluster's settings (kube-system/hw-agent-config).
@@ -104,12 +113,17 @@ func Ensure(ctx context.Context, client kubernetes.Interface) error {
 	// Every node runs the cluster DNS and follows its configuration, even
 	// while the add-on is disabled (it then waits for the ConfigMap).
 	dnsRole, dnsBinding := configMapsRole("hw:node-dns-config", metav1.NamespaceSystem, DNSConfigMaps, []string{"get", "list", "watch"}, group("system:nodes"))
-	for _, r := range []*rbacac.RoleApplyConfiguration{infoRole, configRole, dnsRole} {
+	bootstrapRole := rbacac.Role("hw:read-"+ServerBootstrap, metav1.NamespaceSystem).WithLabels(managedBy).WithRules(
+		rbacac.PolicyRule().WithAPIGroups("").WithResources("secrets").WithResourceNames(ServerBootstrap).WithVerbs("get"))
+	bootstrapBinding := rbacac.RoleBinding("hw:read-"+ServerBootstrap, metav1.NamespaceSystem).WithLabels(managedBy).
+		WithRoleRef(rbacac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("Role").WithName("hw:read-" + ServerBootstrap)).
+		WithSubjects(group(ServerGroup))
+	for _, r := range []*rbacac.RoleApplyConfiguration{infoRole, configRole, dnsRole, bootstrapRole} {
 		if _, err := api.Roles(*r.Namespace).Apply(ctx, r, opts); err != nil {
 			return fmt.Errorf("role %s/%s: %w", *r.Namespace, *r.Name, err)
 		}
 	}
-	for _, b := range []*rbacac.RoleBindingApplyConfiguration{infoBinding, configBinding, dnsBinding} {
+	for _, b := range []*rbacac.RoleBindingApplyConfiguration{infoBinding, configBinding, dnsBinding, bootstrapBinding} {
 		if _, err := api.RoleBindings(*b.Namespace).Apply(ctx, b, opts); err != nil {
 			return fmt.Errorf("role binding %s/%s: %w", *b.Namespace, *b.Name, err)
 		}

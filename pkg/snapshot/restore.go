@@ -86,6 +86,16 @@ func Restore(cfg RestoreConfig, now time.Time) (moved string, err error) {
 	return moved, os.RemoveAll(staging)
 }
 
+// MoveAside renames the etcd data dir to a free etcd-old-<unix time> name
+// beside it (never deleting it) and returns that name.
+func MoveAside(dir string, now time.Time) (string, error) {
+	moved := asideName(dir, now)
+	if err := os.Rename(dir, moved); err != nil {
+		return "", fmt.Errorf("moving %s aside: %w", dir, err)
+	}
+	return moved, nil
+}
+
 // asideName is a free name for the data dir being replaced: etcd-old-<unix
 // time>, with a counter when two restores fall in the same second.
 func asideName(dir string, now time.Time) string {

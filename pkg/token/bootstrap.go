@@ -115,8 +115,9 @@ func EnsureServerBootstrap(ctx context.Context, client kubernetes.Interface, ser
 			bootstrapapi.BootstrapTokenIDKey:               id,
 			bootstrapapi.BootstrapTokenSecretKey:           secret,
 			bootstrapapi.BootstrapTokenUsageAuthentication: "true",
-			bootstrapapi.BootstrapTokenExtraGroupsKey:      rbac.AgentGroup,
-			bootstrapapi.BootstrapTokenDescriptionKey:      "the server's token (<data-dir>/server/token)",
+			// The server token also joins servers; join tokens only agents.
+			bootstrapapi.BootstrapTokenExtraGroupsKey: rbac.AgentGroup + "," + rbac.ServerGroup,
+			bootstrapapi.BootstrapTokenDescriptionKey: "the server's token (<data-dir>/server/token)",
 		})
 	_, err := client.CoreV1().Secrets(metav1.NamespaceSystem).Apply(ctx, s, metav1.ApplyOptions{FieldManager: "hw", Force: true})
 	if err != nil {

@@ -111,30 +111,11 @@ func TestAgents(t *testing.T) {
 	}
 	ap := []*hwProcess{agents[0].agent(t, serverURL, serverToken), agents[1].agent(t, serverURL, joinToken)}
 	for i, a := range agents {
-		eventually(t, 4*time.Minute, "agent "+a.name+" says its node is Ready", func(ctx context.Context) error {
-			select {
-			case <-ap[i].exited:
-				t.Fatalf("agent %s exited: %v\n%s", a.name, ap[i].err, tail(ap[i].logPath, 20))
-			default:
-			}
-			if log, _ := os.ReadFile(ap[i].logPath); !strings.Contains(string(log), `"Node ready"`) {
-				return fmt.Errorf("not yet")
-			}
-			return nil
-		})
+		a.waitAgentReady(t, ap[i], 4*time.Minute)
 	}
 	for _, name := range []string{server.name, agents[0].name, agents[1].name} {
 		eventually(t, 2*time.Minute, "node "+name+" Ready", func(ctx context.Context) error {
-			n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			for _, c := range n.Status.Conditions {
-				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-					return nil
-				}
-			}
-			return fmt.Errorf("not Ready")
+			return nodeReady(ctx, client, name)
 		})
 	}
 
@@ -319,15 +300,6 @@ func waitNodeReadyAfter(t *testing.T, client kubernetes.Interface, name string, 
 		if lease.Spec.RenewTime == nil || lease.Spec.RenewTime.Time.Before(since) {
 			return fmt.Errorf("node lease not renewed since %s", since.Format(time.RFC3339))
 		}
-		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-				return nil
-			}
-		}
-		return fmt.Errorf("not Ready: %v", n.Status.Conditions)
+		return nodeReady(ctx, client, name)
 	})
 }

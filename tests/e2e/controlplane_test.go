@@ -7,15 +7,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -146,25 +143,7 @@ func serverCA(t *testing.T, node *hwNode) *x509.CertPool {
 // etcdGet reads a key straight from the node's etcd with its client certificate.
 func etcdGet(t *testing.T, node *hwNode, key string) []byte {
 	t.Helper()
-	dir := filepath.Join(node.dataDir, "server", "tls", "etcd")
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, "server-ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{"https://127.0.0.1:2379"},
-		DialTimeout: 10 * time.Second,
-		TLS:         &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool},
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return node.dial(ctx, "tcp", addr)
-		})},
-	})
+	cli, err := nodeEtcdClient(node)
 	if err != nil {
 		t.Fatal(err)
 	}

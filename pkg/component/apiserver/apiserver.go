@@ -11,6 +11,8 @@ import (
 	"os"
 	"time"
 
+	genericapiserver "k8s.io/apiserver/pkg/server"
+
 	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/k8srun"
 	"github.com/hw-k8s/hw/pkg/lifecycle"
@@ -18,6 +20,9 @@ import (
 
 // Config is what kube-apiserver needs, as files and addresses.
 type Config struct {
+	// Identity names this apiserver among the cluster's (its identity
+	// Lease): the node's name.
+	Identity      string
 	AdvertiseIP   net.IP
 	BindAddress   net.IP
 	Port          int
@@ -95,6 +100,14 @@ func (c Config) Args() config.Args {
 // ready when /readyz is, which includes etcd and the RBAC bootstrap that the
 // controller-manager needs before it starts.
 func New(cfg Config) lifecycle.Component {
+	if cfg.Identity != "" {
+		// Upstream names an apiserver's identity Lease after a hash of the
+		// host name; cloned machines (and nodes sharing a host in tests)
+		// share that and would fight over one Lease. The node name is
+		// unique in a cluster. One apiserver per process, so the
+		// package-level setting is this one's.
+		genericapiserver.SetHostnameFuncForTests(cfg.Identity)
+	}
 	return k8srun.NewComponent("kube-apiserver", cfg.Args(), cfg.ExtraArgs, k8srun.NewAPIServer, func(ctx context.Context) error {
 		client, err := cfg.probeClient()
 		if err != nil {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -25,8 +27,11 @@ import (
 type Config struct {
 	Name    string
 	DataDir string
-	// ClientURL is where the apiserver connects; PeerURL where other members do.
-	ClientURL, PeerURL string
+	// ClientURL is where the apiserver connects, on loopback; PeerURL where
+	// other members do. NodeClientURL, when set, also serves clients, on the
+	// node's address, for other servers (joins, promotions) and is the one
+	// the member advertises.
+	ClientURL, PeerURL, NodeClientURL string
 	// Client-facing TLS: server certificate and the CA its clients must present.
 	ServerCA, ServerCert, ServerKey string
 	// Peer TLS.
@@ -36,7 +41,18 @@ type Config struct {
 	// ForceNewCluster makes the existing data a single-member cluster of
 	// this member (--cluster-reset without a snapshot).
 	ForceNewCluster bool
-	Debug           bool
+	// Join, when set, is called by Start when the data dir holds no member
+	// yet: it adds this member to an existing cluster and returns the
+	// initial-cluster setting to start with.
+	Join func(ctx context.Context) (initialCluster string, err error)
+	// Rejoin, when set, is called by Start when the data dir holds a
+	// member, before Join: it may move data that no longer belongs to the
+	// cluster aside, and Join then adds the member afresh.
+	Rejoin func(ctx context.Context) error
+	// AfterReady, when set, runs once etcd serves, before Ready returns,
+	// with the member's own view of its cluster: a learner is promoted there.
+	AfterReady func(ctx context.Context, m Membership) error
+	Debug      bool
 }
 
 // managedFlags are set by hw from its own flags; overriding them through
@@ -96,6 +112,14 @@ func (e *Etcd) EmbedConfig() (*embed.Config, error) {
 	}
 	ec.ListenClientUrls = []url.URL{*client}
 	ec.AdvertiseClientUrls = []url.URL{*client}
+	if c.NodeClientURL != "" {
+		node, err := url.Parse(c.NodeClientURL)
+		if err != nil {
+			return nil, err
+		}
+		ec.ListenClientUrls = append(ec.ListenClientUrls, *node)
+		ec.AdvertiseClientUrls = []url.URL{*node}
+	}
 	ec.ListenPeerUrls = []url.URL{*peer}
 	ec.AdvertisePeerUrls = []url.URL{*peer}
 	ec.InitialCluster = fmt.Sprintf("%s=%s", c.Name, peer)
@@ -154,6 +178,19 @@ func (e *Etcd) Start(ctx context.Context) error {
 	if e.embedCfg == nil {
 		return errors.New("started before Init")
 	}
+	if e.cfg.Rejoin != nil && HasData(e.cfg.DataDir) {
+		if err := e.cfg.Rejoin(ctx); err != nil {
+			return err
+		}
+	}
+	if e.cfg.Join != nil && !HasData(e.cfg.DataDir) {
+		initial, err := e.cfg.Join(ctx)
+		if err != nil {
+			return err
+		}
+		e.embedCfg.InitialCluster = initial
+		e.embedCfg.ClusterState = embed.ClusterStateFlagExisting
+	}
 	server, err := embed.StartEtcd(e.embedCfg)
 	if err != nil {
 		return err
@@ -189,10 +226,40 @@ func (e *Etcd) Ready(ctx context.Context) error {
 	}
 	select {
 	case <-server.Server.ReadyNotify():
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if e.cfg.AfterReady != nil {
+		return e.cfg.AfterReady(ctx, membershipOf(server))
+	}
+	return nil
+}
+
+// Membership is a member's view of its cluster, read locally: a learner
+// answers no membership request.
+type Membership struct {
+	Learner bool
+	// OtherClientURLs are where the other members serve clients.
+	OtherClientURLs []string
+}
+
+func membershipOf(server *embed.Etcd) Membership {
+	var m Membership
+	self := server.Server.MemberID()
+	for _, member := range server.Server.Cluster().Members() {
+		if member.ID == self {
+			m.Learner = member.IsLearner
+			continue
+		}
+		m.OtherClientURLs = append(m.OtherClientURLs, member.ClientURLs...)
+	}
+	return m
+}
+
+// HasData reports whether dir holds an etcd member's data.
+func HasData(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "member", "wal"))
+	return err == nil
 }
 
 func (e *Etcd) Done() <-chan struct{} { return e.done }
