@@ -45,7 +45,7 @@ func etcdSnapshot(ctx context.Context, req cli.SnapshotRequest) error {
 	}
 	switch req.Op {
 	case "save":
-		info, err := snapshot.Save(ctx, etcd, dir, req.Name, node, time.Now())
+		info, err := snapshot.Save(ctx, etcd, dir, req.Name, node, time.Now(), req.Compress)
 		if err != nil {
 			return err
 		}

@@ -130,6 +130,8 @@ func agentNodeConfig(cfg *config.Agent, settings join.Settings, paths config.Pat
 		ClientCA:       join.ClientCAFile(paths.AgentTLS),
 		ServingCert:    serving.CertFile,
 		ServingKey:     serving.KeyFile,
+		NodeLabels:     cfg.NodeLabels,
+		NodeTaints:     cfg.NodeTaints,
 		ExtraKubelet:   cfg.ExtraArgs.Kubelet,
 		ExtraKubeProxy: cfg.ExtraArgs.KubeProxy,
 		FlannelBackend: settings.FlannelBackend,

@@ -48,11 +48,15 @@ type nodeConfig struct {
 	ServingCert, ServingKey string
 	// Labels the node gets once registered, set with Labeler's rights:
 	// NodeRestriction forbids a kubelet to give itself a role.
-	Labels         map[string]string
-	Finalizers     []string
-	Labeler        *kubeclient.Shared
-	ExtraKubelet   []string
-	ExtraKubeProxy []string
+	Labels map[string]string
+	// NodeLabels and NodeTaints are the user's --node-label and
+	// --node-taint: the kubelet registers with those it may set; the
+	// others (servers only) are set through Labeler.
+	NodeLabels, NodeTaints []string
+	Finalizers             []string
+	Labeler                *kubeclient.Shared
+	ExtraKubelet           []string
+	ExtraKubeProxy         []string
 	// FlannelBackend is a config.Flannel* value; FlannelIface may name the
 	// interface between nodes.
 	FlannelBackend string
@@ -118,6 +122,8 @@ func newNode(cfg nodeConfig, set *assets.Set) *node {
 		ResolvConf:    kubelet.ResolvConf(),
 		CgroupDriver:  kubelet.CgroupDriver(),
 		PluginDir:     paths.KubeletPlugins,
+		Labels:        kubeletLabels(cfg.NodeLabels),
+		Taints:        cfg.NodeTaints,
 		ExtraArgs:     cfg.ExtraKubelet,
 	})
 	n.kubeProxy = kubeproxy.New(n.proxy)
@@ -326,17 +332,38 @@ func (n *node) waitRegistered(ctx context.Context) error {
 	return nil
 }
 
+// kubeletLabels are the --node-label values a kubelet may set itself.
+func kubeletLabels(labels []string) []string {
+	var out []string
+	for _, l := range labels {
+		if key, _, err := config.ParseNodeLabel(l); err == nil && config.KubeletMayLabel(key) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// label sets, with the Labeler's rights, the labels a kubelet may not set
+// itself: hw's own (a server's role) and the user's in kubernetes.io.
 func (n *node) label(ctx context.Context) error {
-	if len(n.cfg.Labels) == 0 || n.cfg.Labeler == nil {
+	if n.cfg.Labeler == nil {
+		return nil
+	}
+	labels := map[string]any{}
+	for k, v := range n.cfg.Labels {
+		labels[k] = v
+	}
+	for _, l := range n.cfg.NodeLabels {
+		if key, value, err := config.ParseNodeLabel(l); err == nil && !config.KubeletMayLabel(key) {
+			labels[key] = value
+		}
+	}
+	if len(labels) == 0 && len(n.cfg.Finalizers) == 0 {
 		return nil
 	}
 	client, err := n.cfg.Labeler.Client()
 	if err != nil {
 		return err
-	}
-	labels := map[string]any{}
-	for k, v := range n.cfg.Labels {
-		labels[k] = v
 	}
 	meta := map[string]any{"labels": labels}
 	if len(n.cfg.Finalizers) > 0 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hw-k8s/hw/pkg/assets"
+	"github.com/hw-k8s/hw/pkg/component/kubelet"
 	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/join"
 	"github.com/hw-k8s/hw/pkg/kubeclient"
@@ -264,4 +265,17 @@ func TestServerPlanWatchesEtcdMembers(t *testing.T) {
 	p := newServer(testServerConfig(t), testAssets(t), time.Now()).plan()
 	assertOrder(t, p, "etcd", "kube-apiserver", "join-info", "etcd-member-remover")
 	assertOrder(t, p, "etcd", "etcd-quorum-watch")
+}
+
+// The kubelet registers with the labels it may set and every taint; a
+// server sets the others itself.
+func TestNodeLabelsSplitBetweenKubeletAndServer(t *testing.T) {
+	got := kubeletLabels([]string{"hw.example/site=lab", "node-role.kubernetes.io/worker=true", "node.kubernetes.io/pool=a"})
+	if strings.Join(got, ",") != "hw.example/site=lab,node.kubernetes.io/pool=a" {
+		t.Errorf("kubelet labels %v", got)
+	}
+	args := kubelet.Config{Labels: got, Taints: []string{"dedicated=edge:NoSchedule"}, NodeIP: net.IPv4(192, 0, 2, 1), ClusterDNS: net.IPv4(10, 43, 0, 10)}.Args()
+	if args["node-labels"] != "hw.example/site=lab,node.kubernetes.io/pool=a" || args["register-with-taints"] != "dedicated=edge:NoSchedule" {
+		t.Errorf("kubelet args: node-labels %q, register-with-taints %q", args["node-labels"], args["register-with-taints"])
+	}
 }

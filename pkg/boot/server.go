@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/klog/v2"
 
 	"github.com/hw-k8s/hw/manifests"
@@ -49,6 +50,8 @@ type server struct {
 	// hostname goes into the serving certificate's SANs.
 	hostname string
 	began    time.Time
+	// quorum watches the embedded etcd's members; /readyz reads it.
+	quorum *etcdcluster.QuorumWatch
 	// admin is the client of hw's server-side controllers (admin rights).
 	admin *kubeclient.Shared
 	// node is the server's own node: containerd, kubelet, kube-proxy, flannel.
@@ -109,6 +112,7 @@ func newServer(cfg *config.Server, set *assets.Set, began time.Time) *server {
 		began:  began,
 	}
 	s.hostname, _ = os.Hostname()
+	s.quorum = &etcdcluster.QuorumWatch{Endpoint: config.EtcdClientURL(), TLS: s.etcdClientTLS, Every: 5 * time.Second}
 	s.admin = kubeclient.NewShared(s.kubeconfig("admin"))
 	node := pki.NodeLayout(paths.AgentTLS)
 	s.node = newNode(nodeConfig{
@@ -123,6 +127,8 @@ func newServer(cfg *config.Server, set *assets.Set, began time.Time) *server {
 		ServingKey:     node.KubeletServing.KeyFile,
 		Labels:         map[string]string{"node-role.kubernetes.io/control-plane": "true"},
 		Finalizers:     serverFinalizers(cfg),
+		NodeLabels:     cfg.NodeLabels,
+		NodeTaints:     cfg.NodeTaints,
 		Labeler:        s.admin,
 		ExtraKubelet:   cfg.ExtraArgs.Kubelet,
 		ExtraKubeProxy: cfg.ExtraArgs.KubeProxy,
@@ -163,7 +169,7 @@ func (s *server) plan() lifecycle.Plan {
 	if !s.cfg.External() {
 		steps = append(steps,
 			lifecycle.Start(s.elected(&etcdcluster.Remover{Clients: s.admin, Endpoint: config.EtcdClientURL(), TLS: s.etcdClientTLS}, "hw-etcd-members")),
-			lifecycle.Start(&etcdcluster.QuorumWatch{Endpoint: config.EtcdClientURL(), TLS: s.etcdClientTLS, Every: 15 * time.Second}))
+			lifecycle.Start(s.quorum))
 	}
 	// Snapshots are of the embedded etcd; an external one is backed up by its own tools.
 	if !s.cfg.EtcdSnapshots.Disable && !s.cfg.External() {
@@ -177,6 +183,7 @@ func (s *server) plan() lifecycle.Plan {
 			Endpoint:  config.EtcdClientURL(),
 			Clients:   s.admin,
 			S3:        s.cfg.EtcdSnapshots.S3,
+			Compress:  s.cfg.EtcdSnapshots.Compress,
 		})))
 	}
 	steps = append(steps, s.node.steps()...)
@@ -441,15 +448,18 @@ func (s *server) etcdConfig() etcd.Config {
 func (s *server) controlPlane() []lifecycle.Component {
 	cfg, p := s.cfg, s.layout
 	etcdURL, etcdCA, etcdCert, etcdKey := config.EtcdClientURL(), p.EtcdServerCA.CertFile, p.EtcdClient.CertFile, p.EtcdClient.KeyFile
+	checks := []healthz.HealthChecker{s.quorum.ReadyzCheck()}
 	var out []lifecycle.Component
 	if d := cfg.Datastore; cfg.External() {
 		etcdURL, etcdCA, etcdCert, etcdKey = strings.Join(d.Endpoints, ","), d.CAFile, d.CertFile, d.KeyFile
+		checks = nil
 	} else {
 		out = append(out, etcd.New(s.etcdConfig()))
 	}
 	return append(out,
 		apiserver.New(apiserver.Config{
 			Identity:             cfg.NodeName,
+			ReadyzChecks:         checks,
 			AdvertiseIP:          cfg.AdvertiseIP(),
 			BindAddress:          cfg.BindAddress,
 			Port:                 cfg.HTTPSPort,

@@ -40,6 +40,8 @@ type SnapshotRequest struct {
 	Retention int
 	// S3 is --etcd-s3's store; nil: local snapshots only.
 	S3 *config.EtcdS3
+	// Compress is save's --etcd-snapshot-compress.
+	Compress bool
 }
 
 // TokenRequest is one `hw token` command.
@@ -142,6 +144,8 @@ func AgentConfig(c *cli.Context) (*config.Agent, error) {
 		Snapshotter:  c.String(flagSnapshotter),
 		Debug:        c.Bool(flagDebug),
 		EnablePprof:  c.Bool(flagEnablePprof),
+		NodeLabels:   c.StringSlice(flagNodeLabel),
+		NodeTaints:   c.StringSlice(flagNodeTaint),
 		ExtraArgs: config.ExtraArgs{
 			Kubelet:   c.StringSlice(flagKubeletArg),
 			KubeProxy: c.StringSlice(flagKubeProxyArg),
@@ -187,6 +191,8 @@ func ServerConfig(c *cli.Context) (*config.Server, error) {
 		Disable:         c.StringSlice(flagDisable),
 		Debug:           c.Bool(flagDebug),
 		EnablePprof:     c.Bool(flagEnablePprof),
+		NodeLabels:      c.StringSlice(flagNodeLabel),
+		NodeTaints:      c.StringSlice(flagNodeTaint),
 		ExtraArgs: config.ExtraArgs{
 			APIServer:         c.StringSlice(flagAPIServerArg),
 			ControllerManager: c.StringSlice(flagControllerArg),
@@ -224,6 +230,7 @@ func ServerConfig(c *cli.Context) (*config.Server, error) {
 		Retention: c.Int(flagSnapshotRetention),
 		Name:      c.String(flagSnapshotName),
 		Dir:       c.String(flagSnapshotDir),
+		Compress:  c.Bool(flagSnapshotCompress),
 	}
 	if s.EtcdSnapshots.S3, err = s3Config(c); err != nil {
 		return nil, err
@@ -369,7 +376,7 @@ func snapshotCommand(a Actions) *cli.Command {
 	run := func(op string) cli.ActionFunc {
 		return func(c *cli.Context) error {
 			req := SnapshotRequest{Op: op, DataDir: c.String(flagDataDir), Dir: c.String(flagSnapshotDir), Name: c.String("name"),
-				Names: c.Args().Slice(), Retention: c.Int("snapshot-retention")}
+				Names: c.Args().Slice(), Retention: c.Int("snapshot-retention"), Compress: c.Bool(flagSnapshotCompress)}
 			var err error
 			if req.S3, err = s3Config(c); err != nil {
 				return err
@@ -400,7 +407,7 @@ func snapshotCommand(a Actions) *cli.Command {
 		Usage: "the server's config file: its data-dir, etcd-snapshot-dir and etcd-s3… keys apply"}
 	// The server's config file says where its data is; its other keys are
 	// the server's business.
-	shared := map[string]bool{flagDataDir: true, flagSnapshotDir: true}
+	shared := map[string]bool{flagDataDir: true, flagSnapshotDir: true, flagSnapshotCompress: true}
 	for _, f := range s3Flags() {
 		shared[f.Names()[0]] = true
 	}
@@ -412,7 +419,9 @@ func snapshotCommand(a Actions) *cli.Command {
 		Usage: "save, list, delete and prune snapshots of a server's etcd",
 		Subcommands: []*cli.Command{
 			{Name: "save", Usage: "save a snapshot now", OnUsageError: usageError,
-				Flags: append([]cli.Flag{configFile, dataDir, dir, name("first part of the file name: NAME-<node>-<unix time>")}, s3Flags()...), Before: before, Action: run("save")},
+				Flags: append([]cli.Flag{configFile, dataDir, dir, name("first part of the file name: NAME-<node>-<unix time>"),
+					&cli.BoolFlag{Name: flagSnapshotCompress, Aliases: []string{"snapshot-compress"}, Usage: "write it zstd-compressed (NAME-<node>-<unix time>.zst)"}}, s3Flags()...),
+				Before: before, Action: run("save")},
 			{Name: "ls", Aliases: []string{"list"}, Usage: "list snapshots", OnUsageError: usageError,
 				Flags: append([]cli.Flag{configFile, dataDir, dir}, s3Flags()...), Before: before, Action: run("ls")},
 			{Name: "delete", Usage: "delete snapshots by name", ArgsUsage: "NAME...", OnUsageError: usageError,

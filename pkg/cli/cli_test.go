@@ -239,7 +239,7 @@ func TestEtcdSnapshotCommands(t *testing.T) {
 // `hw etcd-snapshot` finds the data dir in the server's config file and
 // ignores the file's other keys.
 func TestEtcdSnapshotReadsServerConfigFile(t *testing.T) {
-	file := writeFile(t, "data-dir: /srv/hw\nnode-ip: 192.0.2.7\ncluster-cidr: 10.50.0.0/16\n")
+	file := writeFile(t, "data-dir: /srv/hw\nnode-ip: 192.0.2.7\ncluster-cidr: 10.50.0.0/16\netcd-snapshot-compress: true\n")
 	var got SnapshotRequest
 	app := NewApp(Actions{EtcdSnapshot: func(_ context.Context, req SnapshotRequest) error { got = req; return nil }})
 	if err := app.Run([]string{"hw", "etcd-snapshot", "ls", "--config", file}); err != nil {
@@ -250,5 +250,9 @@ func TestEtcdSnapshotReadsServerConfigFile(t *testing.T) {
 	}
 	if err := app.Run([]string{"hw", "etcd-snapshot", "ls", "--config", file, "--data-dir", "/flag"}); err != nil || got.DataDir != "/flag" {
 		t.Errorf("the flag must win over the file: %q, %v", got.DataDir, err)
+	}
+	// The server's compression setting applies to save.
+	if err := app.Run([]string{"hw", "etcd-snapshot", "save", "--config", file}); err != nil || !got.Compress {
+		t.Errorf("save with the file's etcd-snapshot-compress: %+v, %v", got, err)
 	}
 }

@@ -45,7 +45,7 @@ func applyConfigKeys(c *cli.Context, path string, explicit bool, only map[string
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		key, value := root.Content[i].Value, root.Content[i+1]
-		if only != nil && !only[key] {
+		if only != nil && (!only[key] || !known[key]) { // the server's keys this command has no use for
 			continue
 		}
 		if !known[key] || key == flagConfig {

@@ -53,6 +53,9 @@ const (
 	flagSnapshotName        = "etcd-snapshot-name"
 	flagSnapshotDir         = "etcd-snapshot-dir"
 	flagSnapshotDisable     = "etcd-disable-snapshots"
+	flagSnapshotCompress    = "etcd-snapshot-compress"
+	flagNodeLabel           = "node-label"
+	flagNodeTaint           = "node-taint"
 	flagS3                  = "etcd-s3"
 	flagS3Endpoint          = "etcd-s3-endpoint"
 	flagS3EndpointCA        = "etcd-s3-endpoint-ca"
@@ -82,6 +85,8 @@ func commonFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagDebug, EnvVars: []string{"HW_DEBUG"}, Usage: "log more: component arguments, phase timings, verbose component logs"},
 		&cli.BoolFlag{Name: flagEnablePprof, Usage: "serve Go CPU and memory profiles of the hw process at http://127.0.0.1:6060/debug/pprof/"},
 		&cli.StringSliceFlag{Name: flagKubeletArg, Usage: "extra KEY=VALUE argument for kubelet (repeatable)"},
+		&cli.StringSliceFlag{Name: flagNodeLabel, Usage: "label KEY=VALUE for this node, set when it registers (repeatable)"},
+		&cli.StringSliceFlag{Name: flagNodeTaint, Usage: "taint KEY=VALUE:EFFECT for this node, set when it registers (repeatable)"},
 		&cli.StringSliceFlag{Name: flagKubeProxyArg, Usage: "extra KEY=VALUE argument for kube-proxy (repeatable)"},
 	}
 }
@@ -121,6 +126,7 @@ func serverFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagSnapshotName, Value: d.EtcdSnapshots.Name, Usage: "first part of scheduled snapshots' file names"},
 		&cli.StringFlag{Name: flagSnapshotDir, Usage: "folder for etcd snapshots (default: <data-dir>/server/db/snapshots)"},
 		&cli.BoolFlag{Name: flagSnapshotDisable, Usage: "take no scheduled etcd snapshots"},
+		&cli.BoolFlag{Name: flagSnapshotCompress, Usage: "write etcd snapshots zstd-compressed (NAME-<node>-<unix time>.zst)"},
 		&cli.BoolFlag{Name: flagClusterReset, Usage: "make this server's etcd a single-member cluster (from --cluster-reset-restore-path when given), then exit"},
 		&cli.StringFlag{Name: flagClusterResetRestore, Usage: "with --cluster-reset: the snapshot to restore, a file or a snapshot's name (local, or in S3 with --etcd-s3)"},
 	), s3Flags()...)

@@ -95,6 +95,9 @@ type Server struct {
 
 	// Extra arguments, KEY=VALUE, that override hw's own for one component.
 	ExtraArgs ExtraArgs
+	// NodeLabels (KEY=VALUE) and NodeTaints (KEY=VALUE:EFFECT) are set on
+	// the Node when it registers.
+	NodeLabels, NodeTaints []string
 
 	// Datastore, when it has endpoints, is an existing etcd cluster the
 	// apiserver uses instead of an embedded etcd (none runs then).
@@ -151,6 +154,8 @@ type EtcdSnapshots struct {
 	Dir string
 	// S3, when set, receives a copy of every snapshot.
 	S3 *EtcdS3
+	// Compress writes snapshots zstd-compressed (--etcd-snapshot-compress).
+	Compress bool
 }
 
 // EtcdS3 is an S3-compatible store for etcd snapshots (--etcd-s3…).
@@ -434,6 +439,9 @@ func (s *Server) Validate() error {
 			return fmt.Errorf("--disable %q is not a packaged add-on; choose from %s", d, strings.Join(AddOns, ", "))
 		}
 	}
+	if err := validateNodeOptions(s.NodeLabels, s.NodeTaints, false); err != nil {
+		return err
+	}
 	return validateNode(s.NodeName, s.Snapshotter, s.ExtraArgs)
 }
 
@@ -519,6 +527,8 @@ type Agent struct {
 	EnablePprof  bool
 	// Only kubelet and kube-proxy run on an agent.
 	ExtraArgs ExtraArgs
+	// NodeLabels and NodeTaints, as Server's.
+	NodeLabels, NodeTaints []string
 }
 
 // Validate checks the agent's input, naming the flag to fix.
@@ -534,6 +544,9 @@ func (a *Agent) Validate() error {
 	}
 	if strings.TrimSpace(a.Token) == "" {
 		return fmt.Errorf("--token is missing: use the server's <data-dir>/server/token, or one from 'hw token create' (or HW_TOKEN)")
+	}
+	if err := validateNodeOptions(a.NodeLabels, a.NodeTaints, true); err != nil {
+		return err
 	}
 	return validateNode(a.NodeName, a.Snapshotter, a.ExtraArgs)
 }

@@ -61,11 +61,11 @@ func Join(ctx context.Context, c *clientv3.Client, name, peerURL string) (string
 			holdsURL := slices.Contains(m.PeerURLs, peerURL)
 			switch {
 			case m.Name == name && !holdsURL:
-				return false, fmt.Errorf("etcd already has a member named %s (peer %s): the node name belongs to another server; choose another --node-name, or if that machine is gone, 'kubectl delete node %s' first", name, strings.Join(m.PeerURLs, ","), name)
+				return false, fmt.Errorf("a member named %s already exists (peer %s): the node name belongs to another server; choose another --node-name, or if that machine is gone, 'kubectl delete node %s' first", name, strings.Join(m.PeerURLs, ","), name)
 			case holdsURL && m.Name != "" && m.Name != name:
-				return false, fmt.Errorf("etcd member %s already uses this server's peer address %s: if that server is gone, 'kubectl delete node %s' first", m.Name, peerURL, m.Name)
+				return false, fmt.Errorf("member %s already uses this server's peer address %s: if that server is gone, 'kubectl delete node %s' first", m.Name, peerURL, m.Name)
 			case holdsURL && m.Name == name:
-				return false, fmt.Errorf("etcd already has a started member %s at %s, but this server has no etcd data: if this machine replaces it, 'kubectl delete node %s' first", name, peerURL, name)
+				return false, fmt.Errorf("a started member %s at %s exists already, but this server has no etcd data: if this machine replaces it, 'kubectl delete node %s' first", name, peerURL, name)
 			case holdsURL:
 				self = m // added before, never started
 			}

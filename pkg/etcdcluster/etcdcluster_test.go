@@ -29,3 +29,21 @@ func TestQuorum(t *testing.T) {
 		}
 	}
 }
+
+// /readyz names the members that answer while there is no quorum, and is
+// quiet before the first look and with a quorum.
+func TestReadyzCheckNamesTheMembers(t *testing.T) {
+	w := &QuorumWatch{}
+	check := w.ReadyzCheck()
+	if check.Name() != "etcd-members" || check.Check(nil) != nil {
+		t.Fatalf("before any look: %s %v", check.Name(), check.Check(nil))
+	}
+	w.last = Health{Reachable: 2, Members: 3}
+	if err := check.Check(nil); err != nil {
+		t.Errorf("with a quorum: %v", err)
+	}
+	w.last = Health{Reachable: 1, Members: 3}
+	if err := check.Check(nil); err == nil || err.Error() != "no quorum: 1 of 3 etcd members reachable" {
+		t.Errorf("without a quorum: %v", err)
+	}
+}

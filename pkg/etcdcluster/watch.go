@@ -3,7 +3,12 @@ package etcdcluster
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"net/http"
+	"sync"
 	"time"
+
+	"k8s.io/apiserver/pkg/server/healthz"
 
 	"k8s.io/klog/v2"
 
@@ -18,6 +23,23 @@ type QuorumWatch struct {
 	Endpoint string
 	TLS      func() (*tls.Config, error)
 	Every    time.Duration
+
+	mu   sync.Mutex
+	last Health
+}
+
+// ReadyzCheck fails the apiserver's /readyz, naming how many members answer
+// of how many, while the last look found no quorum.
+func (w *QuorumWatch) ReadyzCheck() healthz.HealthChecker {
+	return healthz.NamedCheck("etcd-members", func(*http.Request) error {
+		w.mu.Lock()
+		h := w.last
+		w.mu.Unlock()
+		if h.Members > 0 && !h.Quorum() {
+			return fmt.Errorf("no quorum: %s", h)
+		}
+		return nil
+	})
 }
 
 var _ lifecycle.Component = (*QuorumWatch)(nil)
@@ -53,6 +75,9 @@ func (w *QuorumWatch) Start(ctx context.Context) error {
 			if err != nil {
 				continue
 			}
+			w.mu.Lock()
+			w.last = h
+			w.mu.Unlock()
 			switch {
 			case !h.Quorum():
 				log.Error(nil, "etcd has no quorum: the API refuses writes until a majority of members answer", "members", h.String())

@@ -11,12 +11,15 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -209,6 +212,9 @@ func discoverCA(ctx context.Context, server string, tok token.Token) ([]byte, er
 		attempt++
 		resp, err := insecure.Get(url)
 		if err != nil {
+			if errors.Is(err, syscall.ECONNREFUSED) && runsKubeletOnly(server) {
+				return false, fmt.Errorf("%s refuses connections, but a kubelet answers on that machine's port %d: it is an agent, not a server; give a server's URL", server, kubeletPort)
+			}
 			log.Info("Server not reachable yet; retrying", "server", server, "attempt", attempt, "err", err.Error())
 			return false, nil
 		}
@@ -254,6 +260,25 @@ func discoverCA(ctx context.Context, server string, tok token.Token) ([]byte, er
 		return nil, fmt.Errorf("the server %s holds CA %s, but the token is for CA %s: refusing to join (wrong --server, or a token of another cluster)", server, got, tok.CAHash)
 	}
 	return caPEM, nil
+}
+
+// kubeletPort is where every node's kubelet serves.
+const kubeletPort = 10250
+
+// runsKubeletOnly tells whether the machine of server runs a kubelet: with
+// its apiserver port closed, that is an agent, since a server's kubelet
+// runs in the same process as its apiserver, and starts after it.
+func runsKubeletOnly(server string) bool {
+	u, err := neturl.Parse(server)
+	if err != nil {
+		return false
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(u.Hostname(), fmt.Sprint(kubeletPort)), 2*time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // retryCAStatus tells whether an answer other than 200 to the cluster CA

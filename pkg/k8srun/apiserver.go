@@ -4,6 +4,7 @@ import (
 	"context"
 
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/server/healthz"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 )
@@ -11,6 +12,8 @@ import (
 // APIServer is a kube-apiserver ready to run with the given arguments.
 type APIServer struct {
 	opts *apiserveroptions.ServerRunOptions
+	// ReadyzChecks are hw's own checks, added to /readyz beside upstream's.
+	ReadyzChecks []healthz.HealthChecker
 }
 
 // NewAPIServer parses args as kube-apiserver's flags. The rest of the
@@ -36,5 +39,26 @@ func (a *APIServer) Run(ctx context.Context) error {
 	if errs := completed.Validate(); len(errs) != 0 {
 		return utilerrors.NewAggregate(errs)
 	}
-	return apiserverapp.Run(ctx, completed)
+	// As apiserverapp.Run does, with hw's readiness checks added before the
+	// handlers are installed.
+	cfg, err := apiserverapp.NewConfig(completed)
+	if err != nil {
+		return err
+	}
+	completedCfg, err := cfg.Complete()
+	if err != nil {
+		return err
+	}
+	server, err := apiserverapp.CreateServerChain(completedCfg)
+	if err != nil {
+		return err
+	}
+	if err := server.GenericAPIServer.AddReadyzChecks(a.ReadyzChecks...); err != nil {
+		return err
+	}
+	prepared, err := server.PrepareRun()
+	if err != nil {
+		return err
+	}
+	return prepared.Run(ctx)
 }

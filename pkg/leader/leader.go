@@ -127,7 +127,7 @@ func (e *Elected) Start(ctx context.Context) error {
 				stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lifecycle.StopTimeout)
 				defer cancel()
 				_ = e.inner.Stop(stopCtx)
-				e.finish(fmt.Errorf("lost the %s lease (this server could not renew it for %s): stopped it so that two servers never run it at once", e.cfg.Lease, RenewDeadline))
+				e.finish(fmt.Errorf("lost the %s lease: this server could not renew it for %s (no etcd quorum, or its apiserver did not answer); hw stops so that two servers never run it at once, and runs again once restarted", e.cfg.Lease, RenewDeadline))
 			},
 			OnNewLeader: func(identity string) {
 				if identity == e.cfg.Identity {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
@@ -56,8 +57,15 @@ func Restore(cfg RestoreConfig, now time.Time) (moved string, err error) {
 		}
 	}()
 	target := filepath.Join(staging, "etcd")
+	snapshotPath := cfg.Snapshot
+	if strings.HasSuffix(snapshotPath, CompressedSuffix) {
+		snapshotPath = filepath.Join(staging, "snapshot.db")
+		if err := decompressFile(cfg.Snapshot, snapshotPath); err != nil {
+			return "", fmt.Errorf("snapshot %s cannot be restored: %w", cfg.Snapshot, err)
+		}
+	}
 	if err := etcdutl.NewV3(zap.NewNop()).Restore(etcdutl.RestoreConfig{
-		SnapshotPath:   cfg.Snapshot,
+		SnapshotPath:   snapshotPath,
 		Name:           cfg.Member,
 		OutputDataDir:  target,
 		PeerURLs:       []string{cfg.PeerURL},

@@ -32,6 +32,8 @@ type ScheduleConfig struct {
 	Clients *kubeclient.Shared
 	// S3, when set, gets a copy of each snapshot; retention applies there too.
 	S3 *config.EtcdS3
+	// Compress writes snapshots zstd-compressed (NAME-<node>-<time>.zst).
+	Compress bool
 }
 
 // Schedule takes a snapshot at each time of its schedule, keeps the newest
@@ -90,7 +92,7 @@ func (s *Schedule) Start(ctx context.Context) error {
 				return nil
 			case <-time.After(time.Until(next)):
 			}
-			info, err := Save(ctx, etcd, s.cfg.Dir, s.cfg.Name, s.cfg.Node, next)
+			info, err := Save(ctx, etcd, s.cfg.Dir, s.cfg.Name, s.cfg.Node, next, s.cfg.Compress)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil

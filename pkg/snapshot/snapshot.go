@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	etcdsnapshot "go.etcd.io/etcd/client/v3/snapshot"
@@ -23,6 +25,68 @@ import (
 
 	"github.com/hw-k8s/hw/pkg/pki"
 )
+
+// compressFile writes src, zstd-compressed, to dst, which appears only once
+// complete and synced.
+func compressFile(src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	part := dst + ".part"
+	out, err := os.OpenFile(part, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			out.Close()
+			os.Remove(part)
+		}
+	}()
+	enc, err := zstd.NewWriter(out)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(enc, in); err != nil {
+		enc.Close()
+		return err
+	}
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(part, dst)
+}
+
+// decompressFile writes the zstd file src, decompressed, to dst.
+func decompressFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	dec, err := zstd.NewReader(in)
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, dec); err != nil {
+		out.Close()
+		return fmt.Errorf("%s is not a whole zstd file: %w", src, err)
+	}
+	return out.Close()
+}
 
 // Info is one snapshot file.
 type Info struct {
@@ -36,6 +100,11 @@ type Info struct {
 	Taken    time.Time
 }
 
+// CompressedSuffix ends the name of a compressed snapshot: zstd, which
+// shrinks etcd's mostly empty pages several times over, and, unlike zip,
+// streams and checks each frame.
+const CompressedSuffix = ".zst"
+
 // FileName is the file a snapshot called name, of node, taken at t, goes to.
 func FileName(name, node string, t time.Time) string {
 	return fmt.Sprintf("%s-%s-%d", name, node, t.Unix())
@@ -43,6 +112,7 @@ func FileName(name, node string, t time.Time) string {
 
 // takenAt reads the time from a snapshot's file name.
 func takenAt(file string) (time.Time, bool) {
+	file = strings.TrimSuffix(file, CompressedSuffix)
 	i := strings.LastIndex(file, "-")
 	if i < 0 {
 		return time.Time{}, false
@@ -92,16 +162,28 @@ func (e Etcd) LocalMember(ctx context.Context) (string, error) {
 
 // Save writes a snapshot of e to dir, as name-node-<now>. The file appears
 // only once complete and synced.
-func Save(ctx context.Context, e Etcd, dir, name, node string, now time.Time) (Info, error) {
+func Save(ctx context.Context, e Etcd, dir, name, node string, now time.Time, compress bool) (Info, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Info{}, fmt.Errorf("snapshot folder %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, FileName(name, node, now))
+	base := FileName(name, node, now)
+	path, raw := filepath.Join(dir, base), filepath.Join(dir, base)
+	if compress {
+		// The raw snapshot's name is none that List reads.
+		path, raw = path+CompressedSuffix, path+".uncompressed"
+	}
 	if _, err := os.Stat(path); err == nil {
 		return Info{}, fmt.Errorf("snapshot %s exists already; wait a second or choose another --name", path)
 	}
-	if _, err := etcdsnapshot.SaveWithVersion(ctx, zap.NewNop(), e.config(), path); err != nil {
+	if _, err := etcdsnapshot.SaveWithVersion(ctx, zap.NewNop(), e.config(), raw); err != nil {
 		return Info{}, fmt.Errorf("saving a snapshot of etcd at %s: %w", e.Endpoint, err)
+	}
+	if compress {
+		err := compressFile(raw, path)
+		os.Remove(raw)
+		if err != nil {
+			return Info{}, fmt.Errorf("compressing the snapshot: %w", err)
+		}
 	}
 	st, err := os.Stat(path)
 	if err != nil {

@@ -79,13 +79,17 @@ func TestSaveListPruneDeleteRestore(t *testing.T) {
 	base := time.Unix(1_700_000_000, 0)
 	var saved []Info
 	for i := range 3 {
-		info, err := Save(ctx, e, snaps, "etcd-snapshot", member, base.Add(time.Duration(i)*time.Hour))
+		// The newest compressed: listed, pruned and restored like the others.
+		info, err := Save(ctx, e, snaps, "etcd-snapshot", member, base.Add(time.Duration(i)*time.Hour), i == 2)
 		if err != nil {
 			t.Fatal(err)
 		}
 		saved = append(saved, info)
 	}
-	if _, err := Save(ctx, e, snaps, "on-demand", member, base); err != nil {
+	if !strings.HasSuffix(saved[2].Name, CompressedSuffix) || saved[2].Size >= saved[1].Size {
+		t.Errorf("compressed snapshot %s of %d bytes, uncompressed %d", saved[2].Name, saved[2].Size, saved[1].Size)
+	}
+	if _, err := Save(ctx, e, snaps, "on-demand", member, base, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Put(ctx, "/registry/namespaces/b", "after the snapshot"); err != nil {

@@ -39,11 +39,7 @@ func TestAgents(t *testing.T) {
 	sp := server.server(t)
 	server.waitNodeReady(t, sp, 4*time.Minute)
 	client := server.client(t)
-	data, err := os.ReadFile(filepath.Join(server.dataDir, "server", "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverToken := strings.TrimSpace(string(data))
+	serverToken := server.serverToken(t)
 	serverURL := "https://" + hostPort(server.ip, 6443)
 
 	// Refusals first: nothing may be registered for them.

@@ -14,7 +14,7 @@ package e2e
 // image its nodes already have, which runs `sleep`-like forever when given
 // BENCH_IMAGE_ARGS). Warm start and agent join are then not measured.
 //
-// BENCH_ONLY=start,footprint,pods,api,join,snapshot,size measures only those parts
+// BENCH_ONLY=start,footprint,pods,api,join,snapshot,ha,size measures only those parts
 // (and writes docs/benchmarks.md only if BENCH_OUT says where). hw runs with
 // --enable-pprof, and CPU and heap profiles of the first run of each part are
 // saved in BENCH_PROFILES (default build/bench) for `go tool pprof`.
@@ -305,6 +305,9 @@ func benchHW(t *testing.T, r *report) {
 	}
 	if measuring("snapshot") {
 		snapshotTimes(t, r, netw)
+	}
+	if measuring("ha") {
+		haTimes(t, r, netw)
 	}
 	if measuring("size") {
 		size(t, r, hwBinary(t))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hw-k8s/hw/pkg/pki"
 )
@@ -74,14 +77,48 @@ func externalEtcd(t *testing.T, netw *network) (endpoint, ca, cert, key string) 
 
 // TestExternalDatastore runs a server against an etcd cluster it does not
 // own (--datastore-endpoint): the cluster works, its objects are in that
-// etcd, and the server runs no etcd of its own.
+// etcd, and the server runs no etcd of its own. An agent started at the same
+// moment as the server joins it.
 func TestExternalDatastore(t *testing.T) {
 	netw := newNetwork(t)
 	server := newHWNode(t, netw.addNode(t, "server"))
 	endpoint, ca, cert, key := externalEtcd(t, netw)
 
-	p := server.server(t, "--datastore-endpoint", endpoint, "--datastore-cafile", ca, "--datastore-certfile", cert, "--datastore-keyfile", key)
+	// The agent starts in the same instant as its server, as a script
+	// starting both would: it waits for the server instead of giving up.
+	const secret = "shared-secret-of-this-test"
+	agent := newHWNode(t, netw.addNode(t, "agent"))
+	p := server.server(t, "--token", secret, "--datastore-endpoint", endpoint, "--datastore-cafile", ca, "--datastore-certfile", cert, "--datastore-keyfile", key,
+		"--node-label", "node-role.kubernetes.io/worker=true", "--node-label", "hw.test/site=lab")
+	ap := agent.agent(t, "https://"+hostPort(server.ip, 6443), secret, "--node-label", "hw.test/site=field", "--node-taint", "dedicated=edge:NoSchedule")
 	server.waitNodeReady(t, p, 4*time.Minute)
+	agent.waitAgentReady(t, ap, 4*time.Minute)
+	if log, _ := os.ReadFile(ap.logPath); !strings.Contains(string(log), "; retrying\" server=") {
+		t.Errorf("the agent did not wait for its server (no retry in its log):\n%s", grepLines(ap.logPath, "[hw] ", 20))
+	}
+
+	// Labels and taints given on the command line are on the Nodes; a
+	// server sets the one its kubelet may not.
+	client := server.client(t)
+	for name, want := range map[string]map[string]string{
+		server.name: {"node-role.kubernetes.io/worker": "true", "hw.test/site": "lab", "node-role.kubernetes.io/control-plane": "true"},
+		agent.name:  {"hw.test/site": "field"},
+	} {
+		n, err := client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range want {
+			if n.Labels[k] != v {
+				t.Errorf("node %s: label %s=%q, want %q", name, k, n.Labels[k], v)
+			}
+		}
+		if name == agent.name && !slices.ContainsFunc(n.Spec.Taints, func(tt corev1.Taint) bool {
+			return tt.Key == "dedicated" && tt.Value == "edge" && tt.Effect == corev1.TaintEffectNoSchedule
+		}) {
+			t.Errorf("node %s: taints %v, want dedicated=edge:NoSchedule", name, n.Spec.Taints)
+		}
+	}
 
 	// The Node is in the external etcd.
 	tlsConfig, err := transport.TLSInfo{CertFile: cert, KeyFile: key, TrustedCAFile: ca}.ClientConfig()

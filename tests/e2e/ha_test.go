@@ -157,11 +157,7 @@ func TestHighAvailability(t *testing.T) {
 
 	p1 := s1.server(t)
 	s1.waitNodeReady(t, p1, 4*time.Minute)
-	data, err := os.ReadFile(filepath.Join(s1.dataDir, "server", "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverToken := strings.TrimSpace(string(data))
+	serverToken := s1.serverToken(t)
 	url1 := "https://" + hostPort(s1.ip, 6443)
 
 	// A join token joins agents only: refused, and etcd is unchanged.
@@ -202,6 +198,16 @@ func TestHighAvailability(t *testing.T) {
 		}
 		return nil
 	})
+	// A node name held by another server, and a --server that is an agent,
+	// are refused, and etcd's members stay as they are.
+	impostor := newHWNode(t, netw.addNode(t, "impostor"))
+	waitExit(t, impostor.server(t, "--server", url1, "--token", serverToken, "--node-name", s2.name), 2*time.Minute,
+		"etcd: a member named "+s2.name+" already exists")
+	astray := newHWNode(t, netw.addNode(t, "astray"))
+	waitExit(t, astray.server(t, "--server", "https://"+hostPort(agent.ip, 6443), "--token", serverToken), 2*time.Minute,
+		"it is an agent, not a server")
+	waitMembers(t, s1, 30*time.Second, s1.name, s2.name, s3.name)
+
 	podOn(t, client1, "survivor", agent.name, "serve")
 	before := runningPods(t, client1, "default", "app=survivor", 1)[0]
 
@@ -247,6 +253,14 @@ func TestHighAvailability(t *testing.T) {
 	}
 	runningPods(t, client2, "default", "app=after-failover", 1)
 	t.Logf("a new Deployment runs %s after server 1's death", time.Since(killed).Round(time.Second))
+	// The metrics API is served by the servers still alive.
+	eventually(t, 2*time.Minute, "node metrics through server 2 after server 1's death", func(ctx context.Context) error {
+		body, err := client2.Discovery().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/nodes/" + agent.name).DoRaw(ctx)
+		if err != nil {
+			return fmt.Errorf("%v %s", err, body)
+		}
+		return nil
+	})
 	if wait := time.Until(killed.Add(70 * time.Second)); wait > 0 {
 		time.Sleep(wait) // the test's own clock: what holds 70 s after the death
 	}

@@ -445,3 +445,13 @@ func (h *hwNode) agent(t *testing.T, serverURL, token string, extra ...string) *
 		"--server", serverURL, "--token", token}
 	return h.start(t, append(args, extra...)...)
 }
+
+// serverToken is the server token a server wrote on first boot.
+func (h *hwNode) serverToken(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(h.dataDir, "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(data))
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
 
 	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/k8srun"
@@ -22,7 +23,9 @@ import (
 type Config struct {
 	// Identity names this apiserver among the cluster's (its identity
 	// Lease): the node's name.
-	Identity      string
+	Identity string
+	// ReadyzChecks are added to /readyz (the embedded etcd's quorum).
+	ReadyzChecks  []healthz.HealthChecker
 	AdvertiseIP   net.IP
 	BindAddress   net.IP
 	Port          int
@@ -108,7 +111,14 @@ func New(cfg Config) lifecycle.Component {
 		// package-level setting is this one's.
 		genericapiserver.SetHostnameFuncForTests(cfg.Identity)
 	}
-	return k8srun.NewComponent("kube-apiserver", cfg.Args(), cfg.ExtraArgs, k8srun.NewAPIServer, func(ctx context.Context) error {
+	parse := func(a k8srun.Args) (*k8srun.APIServer, error) {
+		s, err := k8srun.NewAPIServer(a)
+		if s != nil {
+			s.ReadyzChecks = cfg.ReadyzChecks
+		}
+		return s, err
+	}
+	return k8srun.NewComponent("kube-apiserver", cfg.Args(), cfg.ExtraArgs, parse, func(ctx context.Context) error {
 		client, err := cfg.probeClient()
 		if err != nil {
 			return err

@@ -32,12 +32,15 @@ type Config struct {
 	// CgroupDriver is systemd when systemd is init, else cgroupfs.
 	CgroupDriver string
 	PluginDir    string
-	ExtraArgs    []string
+	// Labels (KEY=VALUE, ones a kubelet may set) and Taints
+	// (KEY=VALUE:EFFECT) go on the Node when it registers.
+	Labels, Taints []string
+	ExtraArgs      []string
 }
 
 // Args is hw's own kubelet command line; ExtraArgs go on top.
 func (c Config) Args() config.Args {
-	return config.Args{
+	args := config.Args{
 		"kubeconfig":                   c.Kubeconfig,
 		"hostname-override":            c.NodeName,
 		"node-ip":                      c.NodeIP.String(),
@@ -64,6 +67,13 @@ func (c Config) Args() config.Args {
 		"volume-plugin-dir":            c.PluginDir,
 		"register-node":                "true",
 	}
+	if len(c.Labels) > 0 {
+		args["node-labels"] = strings.Join(c.Labels, ",")
+	}
+	if len(c.Taints) > 0 {
+		args["register-with-taints"] = strings.Join(c.Taints, ",")
+	}
+	return args
 }
 
 // New returns the kubelet component; nothing runs until Start.
