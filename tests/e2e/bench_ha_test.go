@@ -13,8 +13,8 @@ import (
 )
 
 // haTimes measures, on servers of their own: a server joining → its Node
-// Ready (each joiner then deleted, which removes its etcd member, before
-// the next); and, with three servers, kill -9 of the server leading the
+// Ready (each joiner's Node then deleted, which removes its etcd member,
+// before the next); and, with three servers, kill -9 of the server leading the
 // controller-manager → another server holds its lease (the controllers and
 // the scheduler move the same way).
 func haTimes(t *testing.T, r *report, netw *network) {
@@ -32,12 +32,13 @@ func haTimes(t *testing.T, r *report, netw *network) {
 		p := joiner.server(t, "--etcd-disable-snapshots", "--server", url, "--token", token)
 		waitNodeReadyFast(t, client, joiner.name, p, begin)
 		joins = append(joins, time.Since(begin).Seconds())
-		p.kill()
-		joiner.killPods()
+		// Removed while both run: two members without one have no quorum.
 		if err := client.CoreV1().Nodes().Delete(context.Background(), joiner.name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		waitMembers(t, first, 2*time.Minute, first.name)
+		p.kill()
+		joiner.killPods()
 	}
 	r.add("High availability", "server join: process start → its node Ready", "s", "≤ 15 s", joins...)
 
