@@ -36,6 +36,7 @@ LDFLAGS := -s -w \
 RUNC_VERSION := v1.5.2
 CNI_VERSION  := v1.9.1
 CNI_PLUGINS  := main/bridge ipam/host-local main/loopback meta/portmap meta/bandwidth
+CRICTL_VERSION := v1.37.0
 ASSETS       := pkg/assets/files
 BUILD        := build
 
@@ -58,6 +59,9 @@ assets:
 		-ldflags "-s -w -extldflags -static" github.com/opencontainers/runc@$(RUNC_VERSION)
 	GOBIN=$(abspath $(BUILD)/bin) CGO_ENABLED=0 $(GO) install -ldflags "-s -w" \
 		$(foreach p,$(CNI_PLUGINS),github.com/containernetworking/plugins/plugins/$(p)@$(CNI_VERSION))
+	# crictl, against its own go.mod like runc: `hw crictl` runs it.
+	GOBIN=$(abspath $(BUILD)/bin) CGO_ENABLED=0 $(GO) install -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRICTL_VERSION)" \
+		sigs.k8s.io/cri-tools/cmd/crictl@$(CRICTL_VERSION)
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o $(BUILD)/bin/pause ./scripts/images/pause
 	# containerd's runc shim, from the containerd module hw links (a `tool` in
 	# go.mod): one runs per pod, so it must be small and quick to start.
@@ -65,7 +69,7 @@ assets:
 		-o $(BUILD)/bin/containerd-shim-runc-v2 \
 		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 	$(GO) run ./scripts/buildtool image -ref hw.local/pause:1 -entrypoint /pause -out $(BUILD)/pause.tar $(BUILD)/bin/pause:pause
-	$(GO) run ./scripts/buildtool pack -out $(ASSETS) $(BUILD)/bin/runc $(BUILD)/bin/containerd-shim-runc-v2 \
+	$(GO) run ./scripts/buildtool pack -out $(ASSETS) $(BUILD)/bin/runc $(BUILD)/bin/containerd-shim-runc-v2 $(BUILD)/bin/crictl \
 		$(foreach p,$(CNI_PLUGINS),$(BUILD)/bin/$(notdir $(p))) $(BUILD)/pause.tar
 
 # A release in the layout install.sh downloads from (GitHub's):

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -28,6 +29,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/config"
 	crictlpkg "github.com/hw-k8s/hw/pkg/crictl"
 	"github.com/hw-k8s/hw/pkg/logging"
+	"github.com/hw-k8s/hw/pkg/preflight"
 	"github.com/hw-k8s/hw/pkg/profiling"
 	"github.com/hw-k8s/hw/pkg/token"
 	"github.com/hw-k8s/hw/pkg/version"
@@ -55,6 +57,7 @@ func run(args []string) int {
 		Crictl:       crictl,
 		Token:        tokenCmd,
 		EtcdSnapshot: etcdSnapshot,
+		CheckConfig:  checkConfig,
 	})
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(os.Stderr, "hw: %v\n", err)
@@ -192,19 +195,38 @@ func ctr(args []string) error {
 	return app.New().Run(args)
 }
 
-// crictl runs the host's crictl (it is not built in; see pkg/crictl) with
-// hw's containerd as its runtime and image endpoint.
+// crictl runs the crictl built into hw (unpacked with hw's other programs
+// into the data dir) with hw's containerd as its runtime and image
+// endpoint; one installed on PATH serves if it cannot be unpacked.
 func crictl(args []string) error {
-	self, err := os.Executable()
+	path, err := crictlpkg.Unpack(os.Getenv("HW_DATA_DIR"))
 	if err != nil {
-		return err
-	}
-	path, err := crictlpkg.Find(os.Getenv("PATH"), self)
-	if err != nil {
-		return err
+		self, selfErr := os.Executable()
+		if selfErr != nil {
+			return selfErr
+		}
+		var findErr error
+		if path, findErr = crictlpkg.Find(os.Getenv("PATH"), self); findErr != nil {
+			return fmt.Errorf("%v; and %w", err, findErr)
+		}
 	}
 	socket := filepath.Join(config.DefaultRuntimeDir, "containerd", "containerd.sock")
 	return syscall.Exec(path, append([]string{path}, args[1:]...), crictlpkg.Env(os.Environ(), socket))
+}
+
+// checkConfig prints every host check hw makes, one line each.
+func checkConfig(ctx context.Context, dataDir string) error {
+	findings := boot.CheckConfig(dataDir)
+	counts := map[preflight.Status]int{}
+	for _, f := range findings {
+		fmt.Println(f)
+		counts[f.Status]++
+	}
+	fmt.Printf("%d ok, %d warn, %d fail\n", counts[preflight.OK], counts[preflight.Warn], counts[preflight.Fail])
+	if preflight.Failed(findings) {
+		return errors.New("this host lacks something hw needs: see the fail lines above")
+	}
+	return nil
 }
 
 // tokenCmd creates, lists or deletes join tokens through the admin kubeconfig.

@@ -186,10 +186,25 @@ func (n *node) steps() []lifecycle.Step {
 // mounts volumes with mount(8).
 var nodeTools = []preflight.Tool{{Name: "mount", Package: "mount"}, {Name: "umount", Package: "mount"}}
 
+// tools are the host programs the node's components run.
+func (n *node) tools() ([]preflight.Tool, string) {
+	return append(kubeproxy.RequiredTools(n.proxy.Mode()), nodeTools...), "the node (kubelet, kube-proxy in " + n.proxy.Mode() + " mode)"
+}
+
+// preflight refuses a host without the node's tools or the pod network's
+// kernel support, and logs the host checks that are not ok (as
+// `hw check-config` prints them): a kernel feature may be there in a way
+// the checks cannot see, so only the tools stop the start.
 func (n *node) preflight(ctx context.Context) error {
-	tools := append(kubeproxy.RequiredTools(n.proxy.Mode()), nodeTools...)
-	if err := preflight.CheckTools("the node (kubelet, kube-proxy in "+n.proxy.Mode()+" mode)", tools, nil); err != nil {
+	tools, user := n.tools()
+	if err := preflight.CheckTools(user, tools, nil); err != nil {
 		return err
+	}
+	log := klog.FromContext(ctx)
+	for _, f := range hostFindings() {
+		if f.Status != preflight.OK {
+			log.Info("Host check", "check", f.Check, "status", string(f.Status), "detail", f.Detail)
+		}
 	}
 	return flannel.CheckKernel(n.cfg.FlannelBackend)
 }

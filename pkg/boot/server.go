@@ -216,11 +216,6 @@ func (s *server) preflight(ctx context.Context) error {
 	if err := preflight.CheckWritableDir(s.cfg.DataDir, "--data-dir"); err != nil {
 		return err
 	}
-	ports := []preflight.Port{
-		{Host: s.cfg.BindAddress.String(), Number: s.cfg.HTTPSPort, Component: "kube-apiserver", Flag: "--https-listen-port"},
-		{Host: "127.0.0.1", Number: config.ControllerManagerPort, Component: "kube-controller-manager"},
-		{Host: "127.0.0.1", Number: config.SchedulerPort, Component: "kube-scheduler"},
-	}
 	if s.cfg.External() {
 		d := s.cfg.Datastore
 		for _, f := range []struct{ flag, path string }{{"--datastore-cafile", d.CAFile}, {"--datastore-certfile", d.CertFile}, {"--datastore-keyfile", d.KeyFile}} {
@@ -231,13 +226,24 @@ func (s *server) preflight(ctx context.Context) error {
 				return fmt.Errorf("%s: %w", f.flag, err)
 			}
 		}
-	} else {
+	}
+	return preflight.CheckPorts(s.ports())
+}
+
+// ports are the ports the server's components listen on.
+func (s *server) ports() []preflight.Port {
+	ports := []preflight.Port{
+		{Host: s.cfg.BindAddress.String(), Number: s.cfg.HTTPSPort, Component: "kube-apiserver", Flag: "--https-listen-port"},
+		{Host: "127.0.0.1", Number: config.ControllerManagerPort, Component: "kube-controller-manager"},
+		{Host: "127.0.0.1", Number: config.SchedulerPort, Component: "kube-scheduler"},
+	}
+	if !s.cfg.External() {
 		ports = append(ports,
 			preflight.Port{Host: "127.0.0.1", Number: config.EtcdClientPort, Component: "etcd clients"},
 			preflight.Port{Host: s.cfg.NodeIP.String(), Number: config.EtcdClientPort, Component: "etcd clients of other servers"},
 			preflight.Port{Host: s.cfg.NodeIP.String(), Number: config.EtcdPeerPort, Component: "etcd peers"})
 	}
-	return preflight.CheckPorts(append(ports, append(s.addOnPorts(), nodePorts()...)...))
+	return append(ports, append(s.addOnPorts(), nodePorts()...)...)
 }
 
 func (s *server) addOnPorts() []preflight.Port {

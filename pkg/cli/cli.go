@@ -27,6 +27,9 @@ type Actions struct {
 	Token   func(ctx context.Context, req TokenRequest) error
 	// EtcdSnapshot is `hw etcd-snapshot save|ls|delete|prune`.
 	EtcdSnapshot func(ctx context.Context, req SnapshotRequest) error
+	// CheckConfig is `hw check-config`: it prints the host checks and
+	// fails if one would stop hw.
+	CheckConfig func(ctx context.Context, dataDir string) error
 }
 
 // SnapshotRequest is one `hw etcd-snapshot` command.
@@ -105,6 +108,19 @@ func NewApp(a Actions) *cli.App {
 			},
 			tokenCommand(a),
 			snapshotCommand(a),
+			{
+				Name:         "check-config",
+				Usage:        "check this host for what hw needs: kernel, cgroups, tools, ports, data dir (exit 1 if something would stop hw)",
+				OnUsageError: usageError,
+				Flags: []cli.Flag{&cli.StringFlag{Name: flagDataDir, Aliases: []string{"d"}, EnvVars: []string{"HW_DATA_DIR"},
+					Value: config.NewServer().DataDir, Usage: "the data dir to check"}},
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return fmt.Errorf("hw check-config takes no arguments (got %q)", c.Args().First())
+					}
+					return a.CheckConfig(c.Context, c.String(flagDataDir))
+				},
+			},
 			{
 				Name:            "crictl",
 				Usage:           "run the installed crictl against hw's containerd",

@@ -1,19 +1,46 @@
-// Package crictl runs the host's crictl against hw's containerd. crictl is
-// not built into hw: its Go module (sigs.k8s.io/cri-tools) cannot be fetched
-// by hw's build, and its command is a main package that cannot be imported.
+// Package crictl runs crictl against hw's containerd: the crictl built from
+// sigs.k8s.io/cri-tools and embedded in hw with its other programs (its
+// command is a main package, which Go cannot import, so it travels as a
+// program, as runc does), else one installed on PATH.
 package crictl
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/hw-k8s/hw/pkg/assets"
+	"github.com/hw-k8s/hw/pkg/config"
 )
 
 // ErrNotInstalled says what to do when no crictl is installed.
-var ErrNotInstalled = errors.New("crictl is not built into hw and none is installed: install crictl " +
-	"(https://github.com/kubernetes-sigs/cri-tools/releases) in a folder on PATH, or use 'hw ctr' " +
-	"(containers, images and tasks of namespace k8s.io)")
+var ErrNotInstalled = errors.New("no crictl is installed on PATH either: run as root (hw unpacks its crictl into the data dir), " +
+	"or use 'hw ctr' (containers, images and tasks of namespace k8s.io)")
+
+// Unpack makes sure hw's own programs, crictl among them, are unpacked in
+// dataDir (empty: the default) and returns crictl's path.
+func Unpack(dataDir string) (string, error) {
+	if dataDir == "" {
+		dataDir = config.DefaultDataDir
+	}
+	set, err := assets.Embedded()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(set.BinDir(dataDir), "crictl")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	if _, err := set.Extract(dataDir); err != nil {
+		return "", fmt.Errorf("cannot unpack hw's crictl into %s: %w", dataDir, err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("this hw was built without crictl")
+	}
+	return path, nil
+}
 
 // Find returns the first crictl in the PATH list that is not hw itself (an
 // install may link crictl to hw, which would loop).

@@ -34,6 +34,14 @@ type api struct {
 	authz authorizer.Authorizer
 }
 
+// openAPI are the metrics API's OpenAPI documents: v2, v3's discovery and
+// its one group-version.
+var openAPI = map[string]string{
+	"/openapi/v2": `{"swagger":"2.0","info":{"title":"hw metrics","version":"` + version + `"},"paths":{}}`,
+	"/openapi/v3": `{"paths":{"apis/` + group + `/` + version + `":{"serverRelativeURL":"/openapi/v3/apis/` + group + `/` + version + `?hash=hw-metrics-1"}}}`,
+	"/openapi/v3/apis/" + group + "/" + version: `{"openapi":"3.0.0","info":{"title":"hw metrics","version":"` + version + `"},"paths":{}}`,
+}
+
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// An error (a certificate from another CA or with a CN not allowed)
 	// is refused like a missing certificate.
@@ -61,6 +69,14 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/healthz", "/readyz", "/livez":
 		fmt.Fprint(w, "ok")
+		return
+	case "/openapi/v2", "/openapi/v3", "/openapi/v3/apis/" + group + "/" + version:
+		// The aggregator downloads every API's OpenAPI documents, and logs
+		// an error each minute for one without them. These say nothing
+		// about the paths: metrics are not something to explain or apply.
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("ETag", `"hw-metrics-1"`)
+		fmt.Fprint(w, openAPI[path])
 		return
 	}
 	rest, ok := strings.CutPrefix(path, prefix+"/")

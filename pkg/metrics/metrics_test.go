@@ -228,6 +228,14 @@ func TestAPI(t *testing.T) {
 		handler.ServeHTTP(rec, req)
 		return rec
 	}
+	// The aggregator finds OpenAPI documents (none: an error each minute).
+	for _, path := range []string{"/openapi/v2", "/openapi/v3", "/openapi/v3/apis/metrics.k8s.io/v1beta1"} {
+		rec := get(path, "system:kube-aggregator", true)
+		var doc map[string]any
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &doc) != nil || doc["paths"] == nil {
+			t.Errorf("%s: %d %s", path, rec.Code, rec.Body)
+		}
+	}
 	if rec := get(prefix+"/nodes", "alice", false); rec.Code != http.StatusUnauthorized {
 		t.Errorf("without the aggregator's certificate: %d", rec.Code)
 	}

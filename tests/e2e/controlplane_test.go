@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,10 +38,16 @@ func TestControlPlane(t *testing.T) {
 	// Even a single server elects, under its node's name: hw's election
 	// (pkg/leader), so that a restart takes the leases back at once.
 	for _, lease := range []string{"kube-controller-manager", "kube-scheduler", "hw-csr-approver"} {
-		l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{})
-		if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != node.name {
-			t.Errorf("lease %s: %v, want it held by %s", lease, err, node.name)
-		}
+		eventually(t, time.Minute, "lease "+lease+" held by "+node.name, func(ctx context.Context) error {
+			l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != node.name {
+				return fmt.Errorf("held by %v", l.Spec.HolderIdentity)
+			}
+			return nil
+		})
 	}
 
 	// Anonymous access: health and version only.

@@ -78,16 +78,36 @@ func externalEtcd(t *testing.T, netw *network) (endpoint, ca, cert, key string) 
 // TestExternalDatastore runs a server against an etcd cluster it does not
 // own (--datastore-endpoint): the cluster works, its objects are in that
 // etcd, and the server runs no etcd of its own. An agent started at the same
-// moment as the server joins it.
+// moment as the server joins it. Before all that, `hw check-config` passes.
 func TestExternalDatastore(t *testing.T) {
 	netw := newNetwork(t)
 	server := newHWNode(t, netw.addNode(t, "server"))
 	endpoint, ca, cert, key := externalEtcd(t, netw)
+	webapp := buildWebapp(t)
+
+	// `hw check-config` on the fresh node passes and names each check.
+	cc := server.start(t, "check-config", "--data-dir", server.dataDir)
+	select {
+	case <-cc.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("hw check-config still running after a minute")
+	}
+	out, _ := os.ReadFile(cc.logPath)
+	if cc.err != nil {
+		t.Errorf("hw check-config: %v\n%s", cc.err, out)
+	}
+	for _, want := range []string{"kernel: overlay", "kernel: br_netfilter", "kernel: xt_MASQUERADE", "cgroups: memory", "swap:",
+		"capabilities", "tool: iptables", "port 6443 (kube-apiserver)", "port 10250 (kubelet)", "data dir " + server.dataDir, " fail\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("hw check-config does not name %q:\n%s", want, out)
+		}
+	}
 
 	// The agent starts in the same instant as its server, as a script
 	// starting both would: it waits for the server instead of giving up.
 	const secret = "shared-secret-of-this-test"
 	agent := newHWNode(t, netw.addNode(t, "agent"))
+	writeWebappImageFrom(t, webapp, filepath.Join(agent.dataDir, "agent", "images", "webapp.tar"))
 	p := server.server(t, "--token", secret, "--datastore-endpoint", endpoint, "--datastore-cafile", ca, "--datastore-certfile", cert, "--datastore-keyfile", key,
 		"--node-label", "node-role.kubernetes.io/worker=true", "--node-label", "hw.test/site=lab")
 	ap := agent.agent(t, "https://"+hostPort(server.ip, 6443), secret, "--node-label", "hw.test/site=field", "--node-taint", "dedicated=edge:NoSchedule")
@@ -118,6 +138,26 @@ func TestExternalDatastore(t *testing.T) {
 		}) {
 			t.Errorf("node %s: taints %v, want dedicated=edge:NoSchedule", name, n.Spec.Taints)
 		}
+	}
+
+	// `hw crictl` is crictl's own code, built into hw: it lists a pod's
+	// container on a node with no crictl installed.
+	podOn(t, client, "crictl-probe", agent.name, "serve")
+	runningPods(t, client, "default", "app=crictl-probe", 1)
+	if path, err := exec.LookPath("crictl"); err == nil {
+		t.Logf("note: a crictl is installed at %s; hw uses its own", path)
+	}
+	cp := agent.start(t, "crictl", "ps")
+	select {
+	case <-cp.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("hw crictl ps still running after a minute")
+	}
+	if out, _ := os.ReadFile(cp.logPath); cp.err != nil || !strings.Contains(string(out), "crictl-probe") || !strings.Contains(string(out), "webapp") {
+		t.Errorf("hw crictl ps: %v\n%s", cp.err, out)
+	}
+	if out, _ := os.ReadFile(cp.logPath); strings.Contains(string(out), "not built into hw") {
+		t.Errorf("hw crictl used no built-in crictl:\n%s", out)
 	}
 
 	// The Node is in the external etcd.
