@@ -129,7 +129,7 @@ func Promote(ctx context.Context, c *clientv3.Client, name string) error {
 			}
 		}
 		if self == nil {
-			return false, fmt.Errorf("this server (%s) is no longer an etcd member: it was removed (its Node deleted?); to join again, move <data-dir>/server/db/etcd aside and start hw with --server", name)
+			return false, fmt.Errorf("this server (%s) is no longer an etcd member: it was removed (its Node deleted?); start hw again with --server pointing at a live server: it keeps its old etcd data aside and joins afresh", name)
 		}
 		if !self.IsLearner {
 			return true, nil
