@@ -66,7 +66,11 @@ func joinCluster(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 	layout := pki.ServerLayout(paths.TLS)
-	if have, err := os.ReadFile(layout.ServerCA.CertFile); err == nil && !bytes.Equal(have, res.Files[relTo(cfg.DataDir, layout.ServerCA.CertFile)]) {
+	caName, err := join.SharedName(cfg.DataDir, layout.ServerCA.CertFile)
+	if err != nil {
+		return err
+	}
+	if have, err := os.ReadFile(layout.ServerCA.CertFile); err == nil && !bytes.Equal(have, res.Files[caName]) {
 		return fmt.Errorf("--data-dir %s holds another cluster's CA (%s): use an empty --data-dir to join %s", cfg.DataDir, layout.ServerCA.CertFile, cfg.Server)
 	}
 	if err := res.Files.Write(cfg.DataDir); err != nil {
@@ -78,10 +82,6 @@ func joinCluster(ctx context.Context, cfg *config.Server) error {
 	}
 	log.Info("Fetched the files all servers share", "files", len(res.Files))
 	return atomicfile.Write(paths.ServerJoinState, state, 0o600)
-}
-
-func relTo(dir, path string) string {
-	return strings.TrimPrefix(strings.TrimPrefix(path, dir), "/")
 }
 
 // adoptClusterSettings sets cfg's cluster-wide settings to the cluster's,

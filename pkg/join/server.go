@@ -31,19 +31,29 @@ import (
 // pair, the Secrets encryption configuration and the server token.
 type SharedFiles map[string][]byte
 
+// SharedName is the name the file at path, under dataDir, has among the
+// shared files.
+func SharedName(dataDir, path string) (string, error) {
+	rel, err := filepath.Rel(dataDir, path)
+	if err != nil || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("%s is not under %s", path, dataDir)
+	}
+	return filepath.ToSlash(rel), nil
+}
+
 // ReadShared reads the files at paths, which must lie under dataDir.
 func ReadShared(dataDir string, paths []string) (SharedFiles, error) {
 	out := SharedFiles{}
 	for _, p := range paths {
-		rel, err := filepath.Rel(dataDir, p)
-		if err != nil || !filepath.IsLocal(rel) {
-			return nil, fmt.Errorf("%s is not under %s", p, dataDir)
+		name, err := SharedName(dataDir, p)
+		if err != nil {
+			return nil, err
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return nil, err
 		}
-		out[filepath.ToSlash(rel)] = data
+		out[name] = data
 	}
 	return out, nil
 }
