@@ -25,7 +25,7 @@ RUN make build VERSION=$VERSION COMMIT=$COMMIT
 # Run: the host tools hw's node needs (see "Host tools" in README).
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        iptables nftables iproute2 conntrack mount util-linux ca-certificates \
+        iptables ipset nftables iproute2 conntrack mount util-linux ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/bin/hw /usr/local/bin/hw
 RUN ln -s hw /usr/local/bin/kubectl && ln -s hw /usr/local/bin/ctr

@@ -411,6 +411,12 @@ for tool in iptables ip6tables iptables-legacy ip6tables-legacy; do
 	echo "$rules" | grep -Eq 'KUBE-|CNI-|FLANNEL|HW-DNS' || continue
 	echo "$rules" | grep -Ev 'KUBE-|CNI-|FLANNEL|HW-DNS' | "$tool-restore"
 done
+# The network policy controller's address sets, once no rule uses them.
+if command -v ipset >/dev/null 2>&1; then
+	ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-|kube-router-)' | while read -r set; do
+		ipset destroy "$set"
+	done
+fi
 if command -v nft >/dev/null 2>&1; then
 	nft list tables 2>/dev/null | while read -r _ family table; do
 		case "$table" in

@@ -9,7 +9,7 @@ set -euo pipefail
 # Building runc with seccomp: cgo, pkg-config, libseccomp.
 build=(gcc libc6-dev pkg-config libseccomp-dev)
 # What hw's node runs: see "Errors" in README for what hw checks at start.
-node=(iproute2 iptables nftables conntrack mount util-linux)
+node=(iproute2 iptables ipset nftables conntrack mount util-linux)
 # The tests check install.sh and what it writes with shellcheck and
 # systemd-analyze (from the systemd package; systemd need not be running).
 tests=(shellcheck systemd)

@@ -75,7 +75,7 @@ func joinPlan(cfg *config.Agent, tok token.Token, set *assets.Set, joined **join
 	defaults := config.NewServer()
 	trial := newNode(agentNodeConfig(cfg, join.Settings{
 		ClusterCIDR: defaults.ClusterCIDR.String(), ClusterDNS: defaults.ClusterDNS.String(),
-		ClusterDomain: defaults.ClusterDomain, FlannelBackend: defaults.FlannelBackend,
+		ClusterDomain: defaults.ClusterDomain, FlannelBackend: defaults.FlannelBackend, ServiceCIDR: defaults.ServiceCIDR.String(),
 	}, paths), set)
 	return lifecycle.Plan{Name: "join", Steps: []lifecycle.Step{
 		lifecycle.Phase("preflight", func(ctx context.Context) error {
@@ -125,6 +125,7 @@ func agentNodeConfig(cfg *config.Agent, settings join.Settings, paths config.Pat
 		Name:           cfg.NodeName,
 		IP:             cfg.NodeIP,
 		ClusterCIDR:    clusterCIDR,
+		ServiceCIDR:    settings.ServiceCIDR,
 		ClusterDNS:     net.ParseIP(settings.ClusterDNS),
 		ClusterDomain:  settings.ClusterDomain,
 		ClientCA:       join.ClientCAFile(paths.AgentTLS),
@@ -136,6 +137,7 @@ func agentNodeConfig(cfg *config.Agent, settings join.Settings, paths config.Pat
 		ExtraKubeProxy: cfg.ExtraArgs.KubeProxy,
 		FlannelBackend: settings.FlannelBackend,
 		FlannelIface:   cfg.FlannelIface,
+		NetworkPolicy:  !settings.DisableNetworkPolicy,
 		Snapshotter:    cfg.Snapshotter,
 		Debug:          cfg.Debug,
 	}

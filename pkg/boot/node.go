@@ -22,6 +22,7 @@ import (
 	"github.com/hw-k8s/hw/pkg/component/flannel"
 	"github.com/hw-k8s/hw/pkg/component/kubelet"
 	"github.com/hw-k8s/hw/pkg/component/kubeproxy"
+	"github.com/hw-k8s/hw/pkg/component/netpol"
 	"github.com/hw-k8s/hw/pkg/config"
 	"github.com/hw-k8s/hw/pkg/hostinfo"
 	"github.com/hw-k8s/hw/pkg/images"
@@ -40,6 +41,7 @@ type nodeConfig struct {
 	Name          string
 	IP            net.IP
 	ClusterCIDR   *net.IPNet
+	ServiceCIDR   string
 	ClusterDNS    net.IP
 	ClusterDomain string
 	// ClientCA verifies the apiserver's requests to the kubelet.
@@ -61,6 +63,9 @@ type nodeConfig struct {
 	// interface between nodes.
 	FlannelBackend string
 	FlannelIface   string
+	// NetworkPolicy: enforce NetworkPolicies on this node (the cluster's
+	// --disable-network-policy turns it off).
+	NetworkPolicy bool
 	// Snapshotter is the user's --snapshotter; empty: detect.
 	Snapshotter string
 	Debug       bool
@@ -82,6 +87,8 @@ type node struct {
 	kubeProxy  lifecycle.Component
 	dns        lifecycle.Component
 	flannel    *flannel.Flannel // nil when the user brings their own CNI
+	// netpol enforces NetworkPolicies on the pod network hw owns.
+	netpol *netpol.Controller
 }
 
 // newNode builds the node's components; set is the programs hw carries.
@@ -147,6 +154,14 @@ func newNode(cfg nodeConfig, set *assets.Set) *node {
 			SubnetFile:  paths.FlannelSubnetFile,
 			NFTables:    n.proxy.Mode() == "nftables",
 		})
+		n.netpol = netpol.New(netpol.Config{
+			NodeName: cfg.Name,
+			// Flannel's identity may read what the controller watches
+			// cluster-wide (rbac's network-policy role); a kubelet's may not.
+			Kubeconfig:  paths.FlannelConfig,
+			ServiceCIDR: cfg.ServiceCIDR,
+			Disabled:    !cfg.NetworkPolicy,
+		})
 	}
 	return n
 }
@@ -176,6 +191,8 @@ func (n *node) steps() []lifecycle.Step {
 	return append(steps,
 		lifecycle.Phase("pod-subnet", n.waitPodSubnet),
 		lifecycle.Start(n.flannel),
+		// Before the CNI config: no pod of this node runs unfiltered.
+		lifecycle.Start(n.netpol),
 		lifecycle.Phase("pod-network", n.writeCNIConfig),
 		lifecycle.Phase("node-labels", n.label),
 		lifecycle.Phase("node-ready", n.waitReady),
@@ -188,8 +205,17 @@ var nodeTools = []preflight.Tool{{Name: "mount", Package: "mount"}, {Name: "umou
 
 // tools are the host programs the node's components run.
 func (n *node) tools() ([]preflight.Tool, string) {
-	return append(kubeproxy.RequiredTools(n.proxy.Mode()), nodeTools...), "the node (kubelet, kube-proxy in " + n.proxy.Mode() + " mode)"
+	tools := append(kubeproxy.RequiredTools(n.proxy.Mode()), nodeTools...)
+	user := "the node (kubelet, kube-proxy in " + n.proxy.Mode() + " mode"
+	if n.enforcesPolicies() {
+		tools = append(tools, netpol.RequiredTools...)
+		user += ", network policies: --disable-network-policy to do without"
+	}
+	return tools, user + ")"
 }
+
+// enforcesPolicies is whether this node runs the NetworkPolicy controller.
+func (n *node) enforcesPolicies() bool { return n.ownsPodNetwork() && n.cfg.NetworkPolicy }
 
 // preflight refuses a host without the node's tools or the pod network's
 // kernel support, and logs the host checks that are not ok (as

@@ -60,7 +60,7 @@ func TestServerPlan(t *testing.T) {
 	assertOrder(t, p, "pki", "kubeconfigs", "kube-apiserver")
 	assertOrder(t, p, "addons", "manifests")
 	assertOrder(t, p, "join-info", "assets", "containerd", "images", "kubelet", "kube-proxy", "dns")
-	assertOrder(t, p, "kubelet", "pod-subnet", "flannel", "pod-network", "node-labels", "node-ready")
+	assertOrder(t, p, "kubelet", "pod-subnet", "flannel", "network-policy", "pod-network", "node-labels", "node-ready")
 	assertOrder(t, p, "node-ready", "local-path-provisioner", "servicelb", "metrics-api", "cluster-ready")
 	for _, s := range p.Steps {
 		if (s.Run == nil) == (s.Component == nil) {
@@ -74,7 +74,7 @@ func TestServerPlanFollowsSettings(t *testing.T) {
 	cfg.FlannelBackend = config.FlannelNone
 	cfg.Disable = []string{"servicelb", "metrics-server"}
 	p := newServer(cfg, testAssets(t), time.Now()).plan()
-	for _, gone := range []string{"flannel", "pod-network", "node-ready", "servicelb", "metrics-api"} {
+	for _, gone := range []string{"flannel", "network-policy", "pod-network", "node-ready", "servicelb", "metrics-api"} {
 		if p.Index(gone) >= 0 {
 			t.Errorf("step %s is in the plan: %s", gone, strings.Join(p.Names(), " "))
 		}
@@ -158,13 +158,13 @@ func TestAgentPlans(t *testing.T) {
 	}
 
 	n, err := agentNode(cfg, &join.Result{Settings: join.Settings{
-		ClusterCIDR: "10.42.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local", FlannelBackend: "host-gw",
+		ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local", FlannelBackend: "host-gw",
 	}}, testAssets(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := agentPlan(n, cfg, kubeclient.NewShared(cfg.Paths().KubeProxyConfig), time.Now())
-	assertOrder(t, p, "kubeconfigs", "apiserver-loadbalancer", "assets", "containerd", "images", "node-dirs", "kubelet", "kube-proxy", "pod-subnet", "flannel", "pod-network", "node-ready")
+	assertOrder(t, p, "kubeconfigs", "apiserver-loadbalancer", "assets", "containerd", "images", "node-dirs", "kubelet", "kube-proxy", "pod-subnet", "flannel", "network-policy", "pod-network", "node-ready")
 	for _, serverOnly := range []string{"etcd", "kube-apiserver", "pki", "csr-approver", "manifests"} {
 		if p.Index(serverOnly) >= 0 {
 			t.Errorf("agent plan runs %s", serverOnly)

@@ -120,6 +120,7 @@ func newServer(cfg *config.Server, set *assets.Set, began time.Time) *server {
 		Name:           cfg.NodeName,
 		IP:             cfg.NodeIP,
 		ClusterCIDR:    cfg.ClusterCIDR,
+		ServiceCIDR:    cfg.ServiceCIDR.String(),
 		ClusterDNS:     cfg.ClusterDNS,
 		ClusterDomain:  cfg.ClusterDomain,
 		ClientCA:       s.layout.ClientCA.CertFile,
@@ -134,6 +135,7 @@ func newServer(cfg *config.Server, set *assets.Set, began time.Time) *server {
 		ExtraKubeProxy: cfg.ExtraArgs.KubeProxy,
 		FlannelBackend: cfg.FlannelBackend,
 		FlannelIface:   cfg.FlannelIface,
+		NetworkPolicy:  !cfg.DisableNetworkPolicy,
 		Snapshotter:    cfg.Snapshotter,
 		Debug:          cfg.Debug,
 	}, set)
@@ -357,12 +359,13 @@ func (s *server) publishJoinInfo(ctx context.Context) error {
 		return err
 	}
 	return join.Publish(ctx, client, s.cfg.AdvertiseURL(), s.pki.ServerCA.CertPEM(), join.Settings{
-		ClusterCIDR:    s.cfg.ClusterCIDR.String(),
-		ServiceCIDR:    s.cfg.ServiceCIDR.String(),
-		ClusterDNS:     s.cfg.ClusterDNS.String(),
-		ClusterDomain:  s.cfg.ClusterDomain,
-		FlannelBackend: s.cfg.FlannelBackend,
-		ClientCA:       string(clientCA),
+		ClusterCIDR:          s.cfg.ClusterCIDR.String(),
+		ServiceCIDR:          s.cfg.ServiceCIDR.String(),
+		ClusterDNS:           s.cfg.ClusterDNS.String(),
+		ClusterDomain:        s.cfg.ClusterDomain,
+		FlannelBackend:       s.cfg.FlannelBackend,
+		DisableNetworkPolicy: s.cfg.DisableNetworkPolicy,
+		ClientCA:             string(clientCA),
 	})
 }
 

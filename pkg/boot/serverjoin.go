@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -118,6 +119,10 @@ func adoptClusterSettings(cfg *config.Server, st join.Settings) error {
 		}),
 		adopt("cluster-domain", cfg.ClusterDomain, st.ClusterDomain, func(v string) error { cfg.ClusterDomain = v; return nil }),
 		adopt("flannel-backend", cfg.FlannelBackend, st.FlannelBackend, func(v string) error { cfg.FlannelBackend = v; return nil }),
+		adopt("disable-network-policy", strconv.FormatBool(cfg.DisableNetworkPolicy), strconv.FormatBool(st.DisableNetworkPolicy), func(v string) error {
+			cfg.DisableNetworkPolicy = v == "true"
+			return nil
+		}),
 	} {
 		if err != nil {
 			return err

@@ -89,7 +89,10 @@ type Server struct {
 	// WriteKubeconfigMode is the file mode of the copy at WriteKubeconfig.
 	WriteKubeconfigMode os.FileMode
 	Disable             []string
-	Debug               bool
+	// DisableNetworkPolicy turns off the NetworkPolicy controller of every
+	// node (a cluster-wide setting).
+	DisableNetworkPolicy bool
+	Debug                bool
 	// EnablePprof serves Go profiles of the process on loopback.
 	EnablePprof bool
 
@@ -345,7 +348,7 @@ func (s *Server) EtcdNodeClientURL() string {
 
 // ClusterSettings are the flags whose values every server and node of a
 // cluster share.
-var ClusterSettings = []string{"cluster-cidr", "service-cidr", "cluster-dns", "cluster-domain", "flannel-backend"}
+var ClusterSettings = []string{"cluster-cidr", "service-cidr", "cluster-dns", "cluster-domain", "flannel-backend", "disable-network-policy"}
 
 // AdvertiseIP is the address the apiserver gives the cluster:
 // --advertise-address, else the node's IP.

@@ -32,6 +32,8 @@ type Settings struct {
 	ClusterDNS     string `json:"clusterDNS"`
 	ClusterDomain  string `json:"clusterDomain"`
 	FlannelBackend string `json:"flannelBackend"`
+	// DisableNetworkPolicy: no node enforces NetworkPolicies.
+	DisableNetworkPolicy bool `json:"disableNetworkPolicy,omitempty"`
 	// ClientCA verifies the apiserver's requests to a kubelet.
 	ClientCA string `json:"clientCA"`
 }

@@ -16,6 +16,9 @@ import (
 // a kubelet's own identity may not do.
 const FlannelUser = "system:hw-flannel"
 
+// NetworkPolicyRole is what every node's NetworkPolicy controller may read.
+const NetworkPolicyRole = "hw:network-policy"
+
 // AgentGroup is the group every hw join token authenticates with.
 const AgentGroup = "system:bootstrappers:hw:agents"
 
@@ -84,6 +87,14 @@ func Ensure(ctx context.Context, client kubernetes.Interface) error {
 		clusterRole(FlannelUser,
 			rbacac.PolicyRule().WithAPIGroups("").WithResources("nodes").WithVerbs("get", "list", "watch", "patch"),
 			rbacac.PolicyRule().WithAPIGroups("").WithResources("nodes/status").WithVerbs("patch")),
+		// Each node's NetworkPolicy controller (pkg/component/netpol) runs
+		// as flannel: it filters its pods by the labels of every pod and
+		// namespace the policies name, and reports what they select as
+		// Events on its Node.
+		clusterRole(NetworkPolicyRole,
+			rbacac.PolicyRule().WithAPIGroups("").WithResources("pods", "namespaces").WithVerbs("get", "list", "watch"),
+			rbacac.PolicyRule().WithAPIGroups("networking.k8s.io").WithResources("networkpolicies").WithVerbs("get", "list", "watch"),
+			rbacac.PolicyRule().WithAPIGroups("", "events.k8s.io").WithResources("events").WithVerbs("create", "patch", "update")),
 		// Each node removes the directories of deleted local-path volumes
 		// after checking they are gone (pkg/localpath).
 		clusterRole("hw:node-volumes",
@@ -91,6 +102,7 @@ func Ensure(ctx context.Context, client kubernetes.Interface) error {
 	}
 	bindings := []*rbacac.ClusterRoleBindingApplyConfiguration{
 		clusterRoleBinding(FlannelUser, FlannelUser, user(FlannelUser)),
+		clusterRoleBinding(NetworkPolicyRole, NetworkPolicyRole, user(FlannelUser)),
 		clusterRoleBinding("hw:node-volumes", "hw:node-volumes", group("system:nodes")),
 		// Agents ask for their certificates with CSRs; hw's approver, not the
 		// controller-manager, approves a joining kubelet's client certificate,

@@ -73,13 +73,22 @@ func TestAddOns(t *testing.T) {
 	t.Run("local-path", func(t *testing.T) { testLocalPath(t, server, client) })
 	t.Run("servicelb", func(t *testing.T) { testServiceLB(t, server, agent, outside, client) })
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, server, client, nodeReadyAt) })
+	t.Run("network-policy", func(t *testing.T) { testNetworkPolicies(t, server, agent, client) })
 	t.Run("disable", func(t *testing.T) {
 		if err := sp.stop(t, time.Minute); err != nil {
 			t.Fatalf("stopping the server: %v", err)
 		}
-		sp = server.server(t, "--disable", "coredns,local-storage,servicelb,metrics-server")
+		sp = server.server(t, "--disable", "coredns,local-storage,servicelb,metrics-server", "--disable-network-policy")
 		server.waitNodeReady(t, sp, 4*time.Minute)
 		testDisabled(t, server, agent, client)
+		// The rules the earlier start made are gone from the server's node.
+		out, err := exec.Command("ip", "netns", "exec", server.netns, "iptables-save", "-t", "filter").CombinedOutput()
+		if err != nil {
+			t.Fatalf("iptables-save: %v: %s", err, out)
+		}
+		if strings.Contains(string(out), "KUBE-ROUTER") || strings.Contains(string(out), "KUBE-NWPLCY") {
+			t.Errorf("with --disable-network-policy the policy chains are still on the server's node:\n%s", out)
+		}
 	})
 }
 

@@ -294,6 +294,15 @@ func (h *hwNode) leftovers(t *testing.T, holder string) []string {
 			}
 		}
 	}
+	out, err = exec.Command("ip", "netns", "exec", h.netns, "ipset", "list", "-n").Output()
+	if err != nil {
+		t.Fatalf("ipset list: %v", err)
+	}
+	for _, set := range strings.Fields(string(out)) {
+		if strings.Contains(set, "KUBE-") || strings.Contains(set, "kube-router-") {
+			left = append(left, "ipset "+set)
+		}
+	}
 	out, err = exec.Command("ip", "netns", "exec", h.netns, "nft", "list", "tables").Output()
 	if err != nil {
 		t.Fatalf("nft list tables: %v", err)
